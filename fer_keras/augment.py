@@ -1,0 +1,63 @@
+"""Augmentation as Keras preprocessing layers inside the model, plus test-time augmentation.
+
+The layers run on every backend and only in training (`fit`); at inference they are the identity.
+keras-cv is not needed: flips, rotation, translation, zoom, contrast (and RandAugment, MixUp,
+CutMix) are Keras 3 core layers; only the multiplicative brightness is the kit's own (RandomGain).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+from fer_keras.layers import RandomGain
+
+# S004's ImageDataGenerator: rotation 20 degrees, horizontal flip, shifts 0.1; "strong" adds its
+# planned zoom 0.1 and brightness [0.8, 1.2]; "full" also adds contrast 0.2.
+AUGMENT_LEVELS = ("none", "basic", "strong", "full")
+
+
+def build_augmentation(level: str = "basic", seed: int | None = None, name: str = "augment"):
+    """A Sequential of random layers for images in [0, 255] (N, H, W, 1); None for level 'none'."""
+    if level not in AUGMENT_LEVELS:
+        raise ValueError(f"augmentation level {level!r}: choose one of {AUGMENT_LEVELS}")
+    if level == "none":
+        return None
+    stack = [
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(20 / 360, fill_mode="nearest", seed=seed),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
+    ]
+    if level in ("strong", "full"):
+        stack += [layers.RandomZoom(0.1, fill_mode="nearest", seed=seed), RandomGain(0.8, 1.2, seed=seed)]
+    if level == "full":
+        stack += [layers.RandomContrast(0.2, value_range=(0, 255), seed=seed)]
+    return keras.Sequential(stack, name=name)
+
+
+def center_crop(x: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, ...) -> (N, size, size, ...) centre crop."""
+    h, w = x.shape[1:3]
+    if size > min(h, w):
+        raise ValueError(f"crop {size} is larger than the image {h}x{w}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[:, top:top + size, left:left + size]
+
+
+def ten_crops(x: np.ndarray, size: int = 44) -> np.ndarray:
+    """The ten-crop TTA views: 4 corners + centre, each also flipped -> (10, N, size, size, ...)."""
+    h, w = x.shape[1:3]
+    if size >= min(h, w):
+        raise ValueError(f"ten-crop needs a crop smaller than the image: crop {size}, image {h}x{w}. Fix: use a "
+                         f"model whose input is smaller than {h} (e.g. 44 for 48x48 faces).")
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size)]
+    views = [x[:, t:t + size, l:l + size] for t, l in corners] + [center_crop(x, size)]
+    return np.stack(views + [v[:, :, ::-1] for v in views])
+
+
+def random_crops(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One random size x size crop per image (training-time crop for models with a smaller input)."""
+    n, h, w = x.shape[:3]
+    tops, lefts = rng.integers(0, h - size + 1, n), rng.integers(0, w - size + 1, n)
+    return np.stack([img[t:t + size, l:l + size] for img, t, l in zip(x, tops, lefts)])

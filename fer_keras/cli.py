@@ -1,0 +1,156 @@
+"""Command line: `python -m fer_keras {info,train,evaluate} ...` (also the `fer-keras` script).
+
+Errors in the user's input (missing or malformed data, bad model files, bad options) end with one
+`error:` line and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TF C++ info logs
+
+
+def _add_data_args(p):
+    p.add_argument("--data", default="sample",
+                   help="'sample' (bundled, default), a FER2013 CSV (.csv/.csv.gz) or its folder, or 'fer2013' "
+                        "to find the full data via $FER_KERAS_DATA")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fer_keras import __version__
+    from fer_keras.augment import AUGMENT_LEVELS
+    from fer_keras.models import MODELS
+
+    parser = argparse.ArgumentParser(prog="fer-keras", description="fer-keras: facial expression recognition "
+                                     "course kit (Keras 3).")
+    parser.add_argument("--version", action="version", version=f"fer-keras {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="versions, backend, data found, or a model file's record")
+    info.add_argument("model", nargs="?", help="a .keras or .tflite file to describe")
+    _add_data_args(info)
+
+    train = sub.add_parser("train", help="train a model, test it on the test split, write a report")
+    train.add_argument("--model", default="small_cnn", choices=sorted(MODELS))
+    _add_data_args(train)
+    train.add_argument("--labels", default="fer2013",
+                       help="fer2013 | ferplus8 | ferplus7 | ferm, optionally ':probability' (FER+ soft labels)")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
+    train.add_argument("--weight-decay", type=float, default=None)
+    train.add_argument("--augment", default="basic", choices=AUGMENT_LEVELS)
+    train.add_argument("--class-weights", action="store_true", help="balanced class weights (scikit-learn)")
+    train.add_argument("--reduce-lr", type=int, default=None, metavar="PATIENCE", help="ReduceLROnPlateau patience")
+    train.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                       help="EarlyStopping patience (restores the best weights)")
+    train.add_argument("--val-fraction", type=float, default=0.1)
+    train.add_argument("--test-split", default="PublicTest", choices=["PublicTest", "PrivateTest"])
+    train.add_argument("--input-size", type=int, default=48, help="model input; < 48 trains on random crops")
+    train.add_argument("--tta", default="none", choices=["none", "flip", "ten_crop"])
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="runs/quickstart", help="output folder")
+    train.add_argument("--results-json", help="also copy results.json here (e.g. results/<run>.json)")
+
+    ev = sub.add_parser("evaluate", help="evaluate a .keras/.tflite model on one split")
+    ev.add_argument("model", help="a .keras or .tflite file saved by the kit")
+    _add_data_args(ev)
+    ev.add_argument("--split", default="PublicTest", choices=["Training", "PublicTest", "PrivateTest"])
+    ev.add_argument("--ten-crop", action="store_true", help="ten-crop TTA (models with input < 48)")
+    ev.add_argument("--flip", action="store_true", help="horizontal-flip TTA")
+    ev.add_argument("--json", help="write the metrics JSON here")
+    ev.add_argument("--report-dir", help="also write confusion_matrix.png and per_class.csv here")
+    return parser
+
+
+def cmd_info(args) -> int:
+    import platform
+
+    import keras
+    import numpy as np
+
+    from fer_keras import __version__, config, data, modelfile
+
+    if args.model:
+        print(json.dumps(modelfile.read_metadata(args.model), indent=1))
+        return 0
+    print(f"fer-keras {__version__} | Python {platform.python_version()} | Keras {keras.__version__} "
+          f"| backend {keras.backend.backend()}")
+    splits = data.load_dataset(args.data)
+    for usage, s in splits.items():
+        counts = ", ".join(f"{n} {c}" for n, c in zip(config.FER2013_CLASSES, np.bincount(s.y, minlength=7)))
+        print(f"{args.data} {usage}: {len(s.y)} faces ({counts})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from fer_keras import experiment
+
+    results = experiment.train_and_evaluate(
+        model=args.model, source=args.data, label_mode=args.labels, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer, augment=args.augment,
+        class_weights=args.class_weights, reduce_lr_patience=args.reduce_lr,
+        early_stopping_patience=args.early_stopping, val_fraction=args.val_fraction, test_split=args.test_split,
+        seed=args.seed, input_size=args.input_size, tta=args.tta, out_dir=args.out,
+        weight_decay=args.weight_decay, command=["python", "-m", "fer_keras"] + sys.argv[1:])
+    if args.results_json:
+        Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results_json).write_text(json.dumps(results, indent=1))
+    _print_summary(results["test"], f"{results['model']} on {results['data']['test_split']}")
+    print(f"wrote {args.out}/: model.keras, results.json, history.csv, per_class.csv, "
+          "learning_curves.png, confusion_matrix.png")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from fer_keras import evaluation
+
+    tta = "ten_crop" if args.ten_crop else "flip" if args.flip else "none"
+    metrics = evaluation.evaluate_file(args.model, args.data, args.split, tta)
+    _print_summary(metrics, f"{args.model} on {args.split}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=1))
+    if args.report_dir:
+        import matplotlib.pyplot as plt
+        import pandas as pd
+
+        from fer_keras import viz
+
+        fig = viz.plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"])
+        viz.save_fig(fig, Path(args.report_dir) / "confusion_matrix.png")
+        plt.close(fig)
+        pd.DataFrame(metrics["per_class"]).T.to_csv(Path(args.report_dir) / "per_class.csv")
+    return 0
+
+
+def _print_summary(m: dict, title: str) -> None:
+    print(f"\n{title}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, n={m['n']}, tta={m['tta']}")
+    print(f"{'class':>10} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
+    for name, r in m["per_class"].items():
+        print(f"{name:>10} {r['precision']:9.3f} {r['recall']:7.3f} {r['f1']:6.3f} {r['support']:7d}")
+
+
+def main(argv=None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fer_keras.data import FerDataError
+    from fer_keras.modelfile import ModelFileError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+    except (FerDataError, ModelFileError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

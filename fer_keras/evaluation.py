@@ -1,0 +1,94 @@
+"""Evaluation: predictions (single, flip or ten-crop), scikit-learn metrics, the evaluate contract.
+
+`evaluate_file(MODEL, data, split)` works for any `.keras` or `.tflite` file the kit saves and
+returns at least accuracy, macro_f1, per_class, confusion_matrix, n and ten_crop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer_keras import augment, config, data, modelfile
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) logits."""
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def predict_proba(predict, x: np.ndarray, input_size: int, tta: str = "none") -> np.ndarray:
+    """Class probabilities (N, C) for uint8 faces (N, 48, 48).
+
+    predict: logits function (e.g. LoadedModel.predict or keras_model.predict).
+    tta: 'none' (centre crop if input_size < 48), 'flip' (average with the mirror image),
+    'ten_crop' (4 corners + centre, each mirrored; needs input_size < 48).
+    """
+    x = np.asarray(x)
+    if x.ndim != 3 and not (x.ndim == 4 and x.shape[-1] == 1):
+        raise ValueError(f"faces of shape {x.shape}: expected uint8 (N, H, W) grey faces.")
+    if tta == "ten_crop":
+        views = augment.ten_crops(x, input_size)
+    else:
+        base = augment.center_crop(x, input_size) if input_size < x.shape[1] else x
+        if base.shape[1] != input_size:
+            raise ValueError(f"faces are {x.shape[1]}x{x.shape[2]} but the model expects {input_size}x{input_size}. "
+                             "Fix: resize the faces (apply.prepare_faces) or use a model for this size.")
+        views = np.stack([base, base[:, :, ::-1]]) if tta == "flip" else base[None]
+    return np.mean([softmax(predict(data.to_model_input(v))) for v in views], axis=0)
+
+
+def binary_accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Keras' 'accuracy' under binary_crossentropy (S004's metric): thresholded one-hot agreement over
+    all N x C entries. All-zero predictions already score (C-1)/C, about 0.857 for 7 classes."""
+    onehot = np.eye(probs.shape[1])[y_true]
+    return float(np.mean((probs > 0.5) == onehot))
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names) -> dict:
+    """accuracy, macro_f1, per_class {name: precision, recall, f1, support}, confusion_matrix, n."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true)
+    if y_true.ndim == 2:
+        y_true = y_true.argmax(axis=1)
+    labels = np.arange(len(class_names))
+    y_pred = probs.argmax(axis=1)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                             "support": int(s[i])} for i, name in enumerate(class_names)},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "class_names": list(class_names),
+        "n": int(len(y_true)),
+    }
+
+
+def evaluate_model(loaded: modelfile.LoadedModel, split: data.Split, tta: str = "none") -> dict:
+    """Metrics of a loaded kit model on one split (labels must match its label set)."""
+    meta = loaded.metadata
+    probs = predict_proba(loaded.predict, split.x, meta["input_size"][0], tta)
+    metrics = classification_metrics(split.y, probs, meta["class_names"])
+    y_hard = split.y.argmax(axis=1) if split.y.ndim == 2 else split.y
+    metrics["binary_accuracy_s004"] = binary_accuracy(y_hard, probs)
+    metrics["ten_crop"] = tta == "ten_crop"
+    metrics["tta"] = tta
+    return metrics
+
+
+def evaluate_file(model_path, source="sample", split="PublicTest", tta="none") -> dict:
+    """The `evaluate` contract: any kit .keras/.tflite file on one official split of `source`
+    ('sample', a FER2013 CSV or folder, or None for the full data); labels follow the model's label set."""
+    loaded = modelfile.load_model(model_path)
+    label_set = loaded.metadata.get("label_set", "fer2013")
+    if label_set not in ("fer2013",) + tuple(config.CONTEMPT_MERGE):
+        raise ValueError(f"{model_path}: label set {label_set!r} is not a FER2013/FER+ label set "
+                         "(CK+ models are evaluated per fold in notebook 14).")
+    splits = data.load_dataset(source, label_set, usages=[split])
+    metrics = evaluate_model(loaded, splits[split], tta)
+    metrics.update({"model_file": str(model_path), "data": str(source), "split": split,
+                    "label_set": label_set})
+    return metrics

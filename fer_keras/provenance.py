@@ -1,0 +1,68 @@
+"""Where a number came from: command, commit, versions, backend and hardware, for results/*.json."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+
+def git_commit(folder: str | os.PathLike | None = None) -> str | None:
+    """HEAD commit of the repository holding `folder` (this package by default), '+dirty' if modified."""
+    folder = Path(folder or Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return os.environ.get("FER_KERAS_COMMIT")
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("FER_KERAS_COMMIT")
+
+
+def hardware() -> dict:
+    """CPU, core count and accelerators visible to the Keras backend."""
+    import keras
+
+    info = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "platform": platform.platform(), "accelerators": []}
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            info["accelerators"] = [str(d) for d in jax.devices() if d.platform != "cpu"]
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                info["accelerators"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            info["accelerators"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    except Exception as err:  # pragma: no cover - diagnostic only
+        info["accelerators_error"] = str(err)
+    return info
+
+
+def provenance(command: list[str] | None = None) -> dict:
+    """The record every results JSON carries."""
+    import keras
+    import numpy
+
+    from fer_keras import __version__
+
+    return {
+        "command": " ".join(command if command is not None else sys.argv),
+        "commit": git_commit(),
+        "fer_keras": __version__,
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "backend": keras.backend.backend(),
+        "hardware": hardware(),
+    }

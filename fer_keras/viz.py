@@ -1,0 +1,78 @@
+"""Plots for notebooks and CLI reports. Each returns the matplotlib Figure; `save_fig` writes PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def save_fig(fig, path, dpi=110) -> Path:
+    """Save a figure (folders created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def plot_history(history: dict, metrics=("loss", "accuracy", "learning_rate")):
+    """Learning curves from `History.history` (train and val_ side by side, LR on a log axis)."""
+    shown = [m for m in metrics if m in history]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], shown):
+        epochs = np.arange(1, len(history[m]) + 1)
+        ax.plot(epochs, history[m], label="train" if m != "learning_rate" else "lr")
+        if f"val_{m}" in history:
+            ax.plot(epochs, history[f"val_{m}"], label="validation")
+        if m == "learning_rate":
+            ax.set_yscale("log")
+        ax.set(title=m, xlabel="epoch")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(cm, class_names, normalize=True, title="Confusion matrix"):
+    """Confusion matrix (rows: true class) with counts, row-normalised colours by default."""
+    cm = np.asarray(cm)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    fig, ax = plt.subplots(figsize=(1 + 0.75 * len(class_names), 0.8 + 0.7 * len(class_names)))
+    ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=8,
+                    color="white" if shown[i, j] > 0.5 * shown.max() else "black")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_balance(counts: dict, class_names, title="Class balance"):
+    """Grouped bars: counts = {split_name: (C,) counts}."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    width = 0.8 / max(1, len(counts))
+    for k, (name, c) in enumerate(counts.items()):
+        ax.bar(np.arange(len(class_names)) + k * width, c, width, label=name)
+    ax.set_xticks(np.arange(len(class_names)) + 0.4 - width / 2, class_names, rotation=30)
+    ax.set(ylabel="images", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_faces(x, titles=None, ncols=8, size=1.3):
+    """A grid of grey faces (N, H, W) with optional titles."""
+    n = len(x)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.2 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(np.squeeze(x[i]), cmap="gray", vmin=0, vmax=255)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7)
+    fig.tight_layout()
+    return fig
