@@ -1,0 +1,118 @@
+import keras
+import numpy as np
+import pytest
+
+from fer_keras import augment, models
+from fer_keras.layers import CBAM, RandomGain
+
+
+def faces(n=2, size=48, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 1)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ augmentation
+def test_ten_crops_views():
+    x = np.arange(2 * 48 * 48).reshape(2, 48, 48)
+    views = augment.ten_crops(x, 44)
+    assert views.shape == (10, 2, 44, 44)
+    np.testing.assert_array_equal(views[0], x[:, :44, :44])
+    np.testing.assert_array_equal(views[3], x[:, 4:, 4:])
+    np.testing.assert_array_equal(views[4], x[:, 2:46, 2:46])
+    np.testing.assert_array_equal(views[5], x[:, :44, :44][:, :, ::-1])
+    with pytest.raises(ValueError, match="smaller than the image"):
+        augment.ten_crops(x, 48)
+
+
+def test_random_crops_in_bounds():
+    x = np.arange(3 * 48 * 48).reshape(3, 48, 48)
+    crops = augment.random_crops(x, 44, np.random.default_rng(0))
+    assert crops.shape == (3, 44, 44)
+    for img, crop in zip(x, crops):
+        t, l = np.argwhere(img == crop[0, 0])[0]
+        np.testing.assert_array_equal(img[t:t + 44, l:l + 44], crop)
+
+
+@pytest.mark.parametrize("level", ["basic", "strong", "full"])
+def test_augmentation_is_identity_at_inference_and_random_in_training(level):
+    aug = augment.build_augmentation(level, seed=1)
+    x = faces(4)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(aug(x, training=False)), x)
+    y = keras.ops.convert_to_numpy(aug(x, training=True))
+    assert y.shape == x.shape and not np.allclose(y, x)
+    assert augment.build_augmentation("none") is None
+    with pytest.raises(ValueError):
+        augment.build_augmentation("extreme")
+
+
+def test_random_gain_range_and_clip():
+    layer = RandomGain(0.8, 1.2, seed=3)
+    x = np.full((64, 4, 4, 1), 100.0, np.float32)
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    gains = y[:, 0, 0, 0] / 100
+    assert gains.min() >= 0.8 - 1e-5 and gains.max() <= 1.2 + 1e-5 and gains.std() > 0.05
+    assert np.allclose(y, y[:, :1, :1, :])  # one gain per image
+    bright = keras.ops.convert_to_numpy(layer(np.full((8, 2, 2, 1), 250.0, np.float32), training=True))
+    assert bright.max() <= 255.0
+    with pytest.raises(ValueError):
+        RandomGain(1.2, 0.8)
+
+
+# ------------------------------------------------------------------ CBAM
+def test_cbam_shapes_and_gates():
+    layer = CBAM(reduction=4)
+    x = faces(2, 12).repeat(8, axis=-1) / 255.0
+    out = layer(x)
+    channel, spatial = layer.gates(keras.ops.convert_to_tensor(x))
+    assert out.shape == x.shape
+    assert tuple(channel.shape) == (2, 8) and tuple(spatial.shape) == (2, 12, 12, 1)
+    assert layer.mlp_hidden.units == 2  # 8 channels / reduction 4
+    ch = keras.ops.convert_to_numpy(channel)
+    assert ((ch > 0) & (ch < 1)).all()
+
+
+def test_cbam_is_noop_when_gates_are_one():
+    layer = CBAM(reduction=2)
+    x = faces(2, 6).repeat(4, axis=-1) / 255.0
+    layer(x)
+    layer.mlp_out.set_weights([np.zeros((2, 4)), np.full(4, 50.0)])        # sigmoid(2*50) == 1.0 in float32
+    layer.spatial_conv.set_weights([np.zeros((7, 7, 2, 1)), np.full(1, 50.0)])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), x, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ models
+def test_s004_baseline_parameter_count():
+    model = models.build_s004()
+    assert model.count_params() == 3_623_239
+    assert model.get_layer("last_conv").output.shape[1:] == (2, 2, 256)
+
+
+def test_gap_head_arithmetic_from_real_models():
+    flat = models.build_model("cbam_cnn")
+    gap = models.build_model("gap_cnn")
+    h, w, c = flat.get_layer("last_conv").output.shape[1:]
+    assert flat.get_layer("fc1").count_params() == h * w * c * 1024 + 1024
+    assert gap.get_layer("fc1").count_params() == c * 1024 + 1024
+    assert flat.count_params() - gap.count_params() == (h * w - 1) * c * 1024
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_model_builds_and_predicts_logits(name):
+    model = models.build_model(name, augment="strong", num_classes=8)
+    assert model.name == name and model.output_shape == (None, 8)
+    assert model.get_layer("last_conv") is not None
+    assert model.predict(faces(2), verbose=0).shape == (2, 8)
+
+
+def test_model_options_validated():
+    with pytest.raises(ValueError, match="residual"):
+        models.build_s004(cbam=True)
+    with pytest.raises(ValueError, match="head"):
+        models.build_s004(head="dense")
+    with pytest.raises(ValueError, match="unknown model"):
+        models.build_model("vgg99")
+
+
+def test_trainable_params_excludes_bn_statistics():
+    model = models.build_s004()
+    n_bn_channels = 2 * (64 + 128 + 256)
+    assert models.trainable_params(model) == model.count_params() - 2 * n_bn_channels

@@ -1,0 +1,77 @@
+import json
+
+import pytest
+from conftest import fer_rows, write_fer_csv
+
+from fer_keras import cli
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = cli.main(["train", "--epochs", "1", "--out", str(out), "--results-json", str(out / "copy" / "r.json"),
+                     "--augment", "strong", "--class-weights", "--reduce-lr", "2", "--early-stopping", "3"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_everything(trained_run):
+    for name in ("model.keras", "results.json", "history.csv", "per_class.csv", "learning_curves.png",
+                 "confusion_matrix.png", "copy/r.json"):
+        assert (trained_run / name).is_file(), name
+    results = json.loads((trained_run / "results.json").read_text())
+    assert results["data"]["test_split"] == "PublicTest" and results["data"]["test_n"] == 350
+    assert results["data"]["train_n"] + results["data"]["val_n"] == 350
+    prov = results["provenance"]
+    assert {"command", "commit", "backend", "hardware", "keras"} <= set(prov)
+    assert results["config"]["seed"] == 0 and results["config"]["class_weights"] is True
+    assert 0 <= results["test"]["accuracy"] <= 1
+
+
+def test_evaluate_contract_json(trained_run, tmp_path, capsys):
+    out = tmp_path / "ev.json"
+    assert cli.main(["evaluate", str(trained_run / "model.keras"), "--data", "sample", "--split", "PublicTest",
+                     "--json", str(out), "--report-dir", str(tmp_path / "rep")]) == 0
+    m = json.loads(out.read_text())
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n", "ten_crop"} <= set(m)
+    assert (tmp_path / "rep" / "confusion_matrix.png").is_file()
+    assert "macro-F1" in capsys.readouterr().out
+
+
+def test_evaluate_on_full_kaggle_csv_private_test(trained_run, tmp_path):
+    csv = write_fer_csv(tmp_path / "fer2013.csv", fer_rows((2, 2, 3)))
+    out = tmp_path / "p.json"
+    assert cli.main(["evaluate", str(trained_run / "model.keras"), "--data", str(csv), "--split", "PrivateTest",
+                     "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["n"] == 3
+
+
+def test_ten_crop_needs_a_cropping_model(trained_run, capsys):
+    assert cli.main(["evaluate", str(trained_run / "model.keras"), "--ten-crop"]) == 2
+    assert "ten-crop needs a crop smaller" in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    bad = write_fer_csv(tmp_path / "bad.csv", [(9, "1 2 3", "Training")])
+    assert cli.main(["info", "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and "bad.csv" in err
+    assert cli.main(["evaluate", str(tmp_path / "none.keras")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert cli.main(["train", "--labels", "emotions", "--epochs", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "label mode" in capsys.readouterr().err
+
+
+def test_info_lists_sample(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "sample Training: 350 faces" in out and "backend" in out
+
+
+def test_train_with_crop_and_ten_crop(tmp_path):
+    out = tmp_path / "crop"
+    assert cli.main(["train", "--epochs", "1", "--input-size", "44", "--tta", "ten_crop", "--labels", "ferm",
+                     "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["ten_crop"] is True and results["data"]["label_mode"] == "ferm"
+    assert cli.main(["evaluate", str(out / "model.keras"), "--ten-crop", "--json", str(out / "e.json")]) == 0

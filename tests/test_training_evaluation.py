@@ -1,0 +1,148 @@
+import json
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from fer_keras import compress, data, evaluation, modelfile, models, training
+from fer_keras.modelfile import ModelFileError
+
+
+@pytest.fixture(scope="module")
+def tiny_split():
+    s = data.load_sample(["Training"])["Training"]
+    idx = data.stratified_indices(s.y, 6, seed=0)
+    return data.Split(s.x[idx], s.y[idx], s.rows[idx])
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, tiny_split):
+    keras.utils.set_random_seed(0)
+    model = models.build_small_cnn(width=8, augment="none")
+    training.compile_model(model, 1e-3)
+    training.fit(model, tiny_split, None, epochs=1, batch_size=16, verbose=0)
+    path = tmp_path_factory.mktemp("m") / "tiny.keras"
+    modelfile.save_model(model, path, modelfile.make_metadata(model, "fer2013", model="small_cnn"))
+    return path
+
+
+# ------------------------------------------------------------------ training
+def test_face_batches_shapes_crops_and_weights(tiny_split):
+    weights = data.class_weights(tiny_split.y)
+    batches = training.FaceBatches(tiny_split.x, tiny_split.y, batch_size=10, shuffle=True, crop=44,
+                                   class_weight=weights)
+    assert len(batches) == 5
+    x, y, w = batches[0]
+    assert x.shape == (10, 44, 44, 1) and x.dtype == np.float32 and x.max() <= 255
+    np.testing.assert_allclose(w, [weights[int(c)] for c in y])
+    order = batches.order.copy()
+    batches.on_epoch_end()
+    assert not np.array_equal(order, batches.order)
+    (x_only,) = training.FaceBatches(tiny_split.x, None, batch_size=4)[0]
+    np.testing.assert_array_equal(x_only[..., 0], tiny_split.x[:4])
+
+
+def test_fit_reduces_loss_and_logs_learning_rate(tiny_split):
+    keras.utils.set_random_seed(0)
+    model = models.build_small_cnn(width=8, augment="none")
+    training.compile_model(model, 3e-3)
+    cbs = training.make_callbacks(reduce_lr_patience=1, early_stopping_patience=3)
+    history = training.fit(model, tiny_split, tiny_split, epochs=6, batch_size=14, callbacks=cbs, verbose=0)
+    h = history.history
+    assert h["loss"][-1] < h["loss"][0]
+    assert "learning_rate" in h and len(h["learning_rate"]) == len(h["loss"])
+
+
+def test_soft_labels_compile_and_fit(tiny_split):
+    soft = np.eye(7, dtype=np.float32)[tiny_split.y] * 0.8 + 0.2 / 7
+    model = models.build_small_cnn(width=8, augment="none")
+    training.compile_model(model, soft_labels=True)
+    history = training.fit(model, data.Split(tiny_split.x, soft, tiny_split.rows), None, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    with pytest.raises(ValueError, match="optimizer"):
+        training.compile_model(model, optimizer="rmsprop")
+
+
+# ------------------------------------------------------------------ metrics
+def test_metrics_match_sklearn_definitions():
+    y = np.array([0, 0, 1, 2, 2, 2])
+    probs = np.eye(3)[[0, 1, 1, 2, 2, 0]].astype(np.float32)
+    m = evaluation.classification_metrics(y, probs, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(4 / 6) and m["n"] == 6
+    assert m["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert m["per_class"]["c"]["recall"] == pytest.approx(2 / 3)
+    f1 = [0.5, 2 / 3, 0.8]  # a: P=R=1/2; b: P=1/2, R=1; c: P=1, R=2/3
+    assert m["macro_f1"] == pytest.approx(np.mean(f1))
+
+
+def test_binary_accuracy_overstates():
+    y = np.arange(7).repeat(10)
+    silent = np.zeros((70, 7), np.float32)
+    assert evaluation.binary_accuracy(y, silent) == pytest.approx(6 / 7)
+    assert evaluation.classification_metrics(y, silent + 1 / 7, list("abcdefg"))["accuracy"] == pytest.approx(1 / 7)
+
+
+def test_predict_proba_tta():
+    seen = []
+
+    def fake(x):
+        seen.append(x.shape)
+        return np.tile(x.mean(axis=(1, 2, 3))[:, None], (1, 3)) * np.array([1.0, 0.0, 0.0])
+
+    x = np.random.default_rng(0).integers(0, 255, (5, 48, 48), np.uint8)
+    p = evaluation.predict_proba(fake, x, 44, "ten_crop")
+    assert p.shape == (5, 3) and np.allclose(p.sum(axis=1), 1) and len(seen) == 10 and seen[0] == (5, 44, 44, 1)
+    seen.clear()
+    evaluation.predict_proba(fake, x, 48, "flip")
+    assert len(seen) == 2
+    with pytest.raises(ValueError, match="expects 40x40"):
+        evaluation.predict_proba(fake, np.zeros((1, 36, 36), np.uint8), 40)
+
+
+# ------------------------------------------------------------------ model files
+def test_keras_roundtrip_carries_record(saved_model):
+    loaded = modelfile.load_model(saved_model)
+    assert loaded.metadata["class_names"][0] == "angry" and loaded.metadata["input_size"] == [48, 48]
+    assert loaded.predict(np.zeros((2, 48, 48, 1), np.float32)).shape == (2, 7)
+
+
+def test_bad_model_files(tmp_path, saved_model):
+    truncated = tmp_path / "cut.keras"
+    truncated.write_bytes(saved_model.read_bytes()[:5000])
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        modelfile.load_model(truncated)
+    foreign = tmp_path / "foreign.keras"
+    with zipfile.ZipFile(foreign, "w") as zf:
+        zf.writestr("config.json", "{}")
+    with pytest.raises(ModelFileError, match="without the fer_keras record"):
+        modelfile.load_model(foreign)
+    h5 = tmp_path / "fer.h5"
+    h5.write_bytes(b"\x89HDF")
+    with pytest.raises(ModelFileError, match="JSON \\+ H5"):
+        modelfile.load_model(h5)
+    with pytest.raises(ModelFileError, match="not found"):
+        modelfile.load_model(tmp_path / "missing.keras")
+    broken = tmp_path / "broken.keras"
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("config.json", "{not json")
+        zf.writestr(modelfile.META_NAME, json.dumps({"class_names": ["a"]}))
+    with pytest.raises(ModelFileError, match="Keras could not load it"):
+        modelfile.load_model(broken)
+    tfl = tmp_path / "junk.tflite"
+    tfl.write_bytes(b"junk")
+    with pytest.raises(ModelFileError, match="without the fer_keras record"):
+        modelfile.load_model(tfl)
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_tflite_export_and_evaluate_contract(tmp_path, saved_model, mode):
+    out = compress.export_tflite(saved_model, tmp_path / f"m_{mode}.tflite", mode, calibration_size=20)
+    assert modelfile.read_metadata(out)["tflite_mode"] == mode
+    keras_metrics = evaluation.evaluate_file(saved_model, "sample", "PublicTest")
+    lite_metrics = evaluation.evaluate_file(out, "sample", "PublicTest")
+    for m in (keras_metrics, lite_metrics):
+        assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n", "ten_crop"} <= set(m)
+        assert m["n"] == 350 and m["ten_crop"] is False
+    if mode == "float32":
+        assert lite_metrics["accuracy"] == pytest.approx(keras_metrics["accuracy"], abs=1 / 350)
