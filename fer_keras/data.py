@@ -133,12 +133,20 @@ _PIXEL_BYTES = np.zeros(256, bool)
 _PIXEL_BYTES[[ord(c) for c in "0123456789 \t\r\n"]] = True
 
 
-def parse_pixels(pixels: list[str], path: Path | str = "<pixels>") -> np.ndarray:
+def parse_pixels(pixels: list[str], path: Path | str = "<pixels>", chunk: int = 1000) -> np.ndarray:
     """Space-separated grey values, one string per row -> uint8 (N, 48, 48).
 
-    Vectorised over the whole file's bytes (no Python loop per row or pixel); rows are checked for
-    stray characters, pixel count and range, and the first bad row is named.
+    Vectorised over the bytes of `chunk` rows at a time (cache-sized; no Python loop per row or pixel);
+    rows are checked for stray characters, pixel count and range, and the first bad row is named.
     """
+    out = np.empty((len(pixels), config.IMAGE_SIZE, config.IMAGE_SIZE), np.uint8)
+    for start in range(0, len(pixels), chunk):
+        out[start:start + chunk] = _parse_chunk(pixels[start:start + chunk], path, start)
+    return out
+
+
+def _parse_chunk(pixels: list[str], path, offset: int) -> np.ndarray:
+    """parse_pixels for one chunk; `offset` is the chunk's first data row (for error messages)."""
     n = len(pixels)
     blob = np.frombuffer("\n".join(pixels).encode("ascii", errors="replace") + b"\n", np.uint8)
     newlines = np.flatnonzero(blob == 10)
@@ -146,7 +154,7 @@ def parse_pixels(pixels: list[str], path: Path | str = "<pixels>") -> np.ndarray
     if not ok.all():
         pos = int(np.argmin(ok))
         row = int(np.searchsorted(newlines, pos))
-        raise FerDataError(f"{path}: {_line(row)}: pixels must be integers 0-255 separated by spaces, found "
+        raise FerDataError(f"{path}: {_line(row + offset)}: pixels must be integers 0-255 separated by spaces, found "
                            f"{chr(blob[pos])!r} in {pixels[row].strip()[:40]!r}... Fix: repair or delete that row.")
     d = blob - 48  # uint8 wrap-around: digits are exactly the bytes with d < 10
     digit = d < 10
@@ -157,7 +165,7 @@ def parse_pixels(pixels: list[str], path: Path | str = "<pixels>") -> np.ndarray
     wrong = np.flatnonzero(counts != config.N_PIXELS)
     if wrong.size:
         row = int(wrong[0])
-        raise FerDataError(f"{path}: {_line(row)}: {counts[row]} pixel values, expected {config.N_PIXELS} "
+        raise FerDataError(f"{path}: {_line(row + offset)}: {counts[row]} pixel values, expected {config.N_PIXELS} "
                            f"(48x48). Fix: the row is truncated or not a 48x48 face; repair or delete it.")
     value = d.copy()  # value of the number ending at each byte (numbers have at most 3 digits)
     value[1:] += 10 * d[:-1]
@@ -169,7 +177,7 @@ def parse_pixels(pixels: list[str], path: Path | str = "<pixels>") -> np.ndarray
         start = newlines[row - 1] + 1 if row else 0
         value = blob[start:newlines[row]].tobytes().decode()
         bad = next(v for v in value.split() if int(v) > 255)
-        raise FerDataError(f"{path}: {_line(row)}: pixel value {bad} is above 255. "
+        raise FerDataError(f"{path}: {_line(row + offset)}: pixel value {bad} is above 255. "
                            "Fix: pixels are 8-bit grey values; repair or delete that row.")
     values = value[end]
     return values.astype(np.uint8).reshape(n, config.IMAGE_SIZE, config.IMAGE_SIZE)
@@ -353,6 +361,16 @@ def load_ferplus(fer_path=None, ferplus_path=None, mode="majority", label_set="f
     return {u: Split(s.x, s.y, rows[s.rows]) for u, s in splits.items()}
 
 
+def compare_labels(fer: Split, plus: Split, plus_label_set: str = "ferplus8") -> pd.DataFrame:
+    """Crosstab of FER2013 labels (rows) vs FER+ majority labels (columns) on the images both keep."""
+    common, i_fer, i_plus = np.intersect1d(fer.rows, plus.rows, return_indices=True)
+    plus_y = plus.y[i_plus].argmax(axis=1) if plus.y.ndim == 2 else plus.y[i_plus]
+    names = config.LABEL_SETS[plus_label_set]
+    return pd.crosstab(pd.Categorical(np.array(config.FER2013_CLASSES)[fer.y[i_fer]], config.FER2013_CLASSES),
+                       pd.Categorical(np.array(names)[plus_y], names), rownames=["FER2013"],
+                       colnames=["FER+"], dropna=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # CK+
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +403,7 @@ def subject_kfold(y: np.ndarray, groups: np.ndarray, k: int = 10, seed: int = 0)
 
 
 # Per-class test sizes of the leaky scheme in WuJie1010's CK.py (S000's 882/99 split is its fold 1).
+CKPLUS_FULL_COUNTS = [135, 177, 75, 207, 84, 249, 54]
 CKPLUS_LEAKY_TEST_COUNTS = {"angry": 12, "disgust": 18, "fear": 9, "happy": 21, "sad": 9, "surprise": 24,
                             "contempt": 6}
 
@@ -393,15 +412,20 @@ def leaky_kfold(y: np.ndarray, k: int = 10, test_counts: dict | None = None) -> 
     """The seed's per-class folds (WuJie1010 CK.py), kept for comparison only: it leaks.
 
     Rows are grouped by class in LABEL_SETS['ckplus'] order (the seed's order), file order inside a
-    class. Fold f (1..k-1) tests positions start_c + (f-1)*t_c ... + t_c - 1 of every class c; the
+    class. t_c is the seed's per-class count on the full CK+ (12, 18, 9, 21, 9, 24, 6), else n_c // k. Fold f (1..k-1) tests positions start_c + (f-1)*t_c ... + t_c - 1 of every class c; the
     last fold tests each class's last t_c rows. As in the seed, a block can run past its class (fear:
     75 rows, t=9, so fold 9 also tests 6 happy rows). Subjects and sequences cross folds.
     """
     y = np.asarray(y)
     names = config.LABEL_SETS["ckplus"]
-    counts = CKPLUS_LEAKY_TEST_COUNTS if test_counts is None else test_counts
     order = np.argsort(y, kind="stable")
     sizes = np.bincount(y, minlength=len(names))
+    if test_counts is not None:
+        counts = test_counts
+    elif sizes.tolist() == CKPLUS_FULL_COUNTS:
+        counts = CKPLUS_LEAKY_TEST_COUNTS
+    else:  # another subset (e.g. the bundled sample): blocks of n_c // k rows
+        counts = {name: max(1, int(n) // k) for name, n in zip(names, sizes)}
     ends = np.cumsum(sizes)
     folds = []
     for f in range(1, k + 1):
@@ -413,6 +437,11 @@ def leaky_kfold(y: np.ndarray, k: int = 10, test_counts: dict | None = None) -> 
         test = np.unique(order[np.clip(pos, 0, len(y) - 1)])
         folds.append((np.setdiff1d(np.arange(len(y)), test), test))
     return folds
+
+
+def fold_leakage(folds, groups: np.ndarray) -> list[int]:
+    """Per fold: how many test rows share a group (subject) with the training rows."""
+    return [int(np.isin(groups[te], groups[tr]).sum()) for tr, te in folds]
 
 
 # ---------------------------------------------------------------------------------------------

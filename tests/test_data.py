@@ -238,3 +238,24 @@ def test_to_model_input():
     assert x.shape == (2, 48, 48, 1) and x.dtype == np.float32
     with pytest.raises(ValueError, match="grey"):
         data.to_model_input(np.zeros((2, 48, 48, 3)))
+
+
+def test_compare_labels_and_fold_leakage():
+    fer = data.load_dataset("sample")["Training"]
+    plus = data.load_dataset("sample", "ferplus8")["Training"]
+    table = data.compare_labels(fer, plus)
+    assert table.shape == (7, 8) and table.to_numpy().sum() == len(plus.y)
+    happy = table.loc["happy", "happy"]
+    assert happy >= 40  # FER+ keeps most happy labels
+    groups = np.array(["a", "a", "b", "c"])
+    folds = [(np.array([0, 2]), np.array([1, 3])), (np.array([0, 1]), np.array([2, 3]))]
+    assert data.fold_leakage(folds, groups) == [1, 0]
+
+
+def test_parse_pixels_chunks_keep_row_numbers():
+    rows = [" ".join(["1"] * 2304)] * 7
+    rows[5] = " ".join(["1"] * 2300)
+    with pytest.raises(FerDataError, match=r"line 7 \(data row 5\): 2300 pixel values"):
+        data.parse_pixels(rows, "x.csv", chunk=2)
+    rows[5] = rows[0]
+    assert data.parse_pixels(rows, chunk=3).shape == (7, 48, 48)
