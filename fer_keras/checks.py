@@ -27,3 +27,89 @@ def check_leaked_test_rows(fn) -> None:
         "rows 1 (a) and 3 (b) share a subject with training rows 0 and 2: expected 2; hint: np.isin"
     assert int(fn(np.array([0, 1]), np.array([4, 5]), subjects)) == 0, "no subject shared: expected 0"
     _ok("leaked_test_rows")
+
+
+def check_binary_accuracy(fn) -> None:
+    """fn(y_true int (N,), probs (N, C)) -> Keras' binary accuracy of thresholded one-hot predictions."""
+    y = np.array([0, 1, 2, 2])
+    silent = np.zeros((4, 3))
+    assert abs(float(fn(y, silent)) - 8 / 12) < 1e-9, \
+        "all-zero predictions on 3 classes match 8 of 12 one-hot entries: expected 0.6667; hint: compare (probs > 0.5) with np.eye(C)[y]"
+    perfect = np.eye(3)[y] * 0.9
+    assert abs(float(fn(y, perfect)) - 1.0) < 1e-9, "perfect predictions must score 1.0"
+    _ok("binary_accuracy")
+
+
+def check_residual_block(fn) -> None:
+    """fn(x, filters) -> a Keras tensor: conv/BN path + shortcut, ReLU; identity shortcut if widths match."""
+    import keras
+
+    inp = keras.Input((6, 6, 4))
+    model = keras.Model(inp, fn(inp, 4))
+    assert model.output_shape == (None, 6, 6, 4), f"output shape {model.output_shape}, expected (None, 6, 6, 4); use padding='same'"
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(model(x, training=False))
+    assert np.allclose(out, np.maximum(x, 0), atol=1e-4), \
+        "with all convolutions zeroed the block must return relu(x): is the shortcut added before the last ReLU?"
+    wide = keras.Model(inp, fn(inp, 8))
+    assert wide.output_shape == (None, 6, 6, 8), "when filters differ from the input width, project the shortcut (1x1 conv)"
+    _ok("residual_block")
+
+
+def check_channel_gate(fn) -> None:
+    """fn(features (N, H, W, C), w1, b1, w2, b2) -> CBAM channel gate (N, C) in numpy."""
+    from fer_keras.layers import CBAM
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 5, 8)).astype("float32")
+    layer = CBAM(reduction=4)
+    layer(x)
+    (w1, b1), (w2, b2) = layer.mlp_hidden.get_weights(), layer.mlp_out.get_weights()
+    expected = np.asarray(layer.gates(x)[0])
+    got = np.asarray(fn(x, w1, b1, w2, b2))
+    assert got.shape == (2, 8), f"gate shape {got.shape}, expected (N, C) = (2, 8)"
+    assert np.allclose(got, expected, atol=1e-5), \
+        "gate differs from CBAM's: sigmoid(mlp(avg over H, W) + mlp(max over H, W)), mlp = relu(v @ w1 + b1) @ w2 + b2"
+    _ok("channel_gate")
+
+
+def check_head_weights(fn) -> None:
+    """fn(h, w, c, units) -> (Flatten->Dense weights, GAP->Dense weights), biases excluded."""
+    got = tuple(int(v) for v in fn(8, 8, 512, 1024))
+    assert got == (33_554_432, 524_288), f"got {got}; S004's example: 512*8*8*1024 and 512*1024"
+    assert tuple(int(v) for v in fn(2, 3, 4, 5)) == (120, 20), "check the formula on h=2, w=3, c=4, units=5"
+    _ok("head_weights")
+
+
+def check_balanced_weights(fn) -> None:
+    """fn(y int (N,), n_classes) -> array (n_classes,) of n / (n_classes * count_c)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([0, 0, 0, 0, 1, 2, 2, 2])
+    got = np.asarray(fn(y, 3), float)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    assert got.shape == (3,) and np.allclose(got, expected), f"got {got}, scikit-learn gives {expected}"
+    _ok("balanced_weights")
+
+
+def check_plateau_schedule(fn) -> None:
+    """fn(val_losses, lr, patience, factor) -> learning rate used after each epoch (ReduceLROnPlateau)."""
+    losses = [1.0, 0.9, 0.95, 0.93, 0.92, 0.8, 0.85, 0.86]
+    got = [round(float(v), 6) for v in fn(losses, 0.1, 2, 0.5)]
+    expected = [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.025]
+    assert got == expected, f"got {got}, expected {expected}: cut the rate after `patience` epochs without a new best, then restart the count"
+    _ok("plateau_schedule")
+
+
+def check_random_gain(fn) -> None:
+    """fn(images float (N, H, W, 1) in [0, 255], low, high, rng) -> images * per-image gain, clipped."""
+    x = np.full((200, 4, 4, 1), 200.0)
+    out = np.asarray(fn(x, 0.8, 1.2, np.random.default_rng(0)))
+    assert out.shape == x.shape, "keep the shape"
+    assert out.max() <= 255 and out.min() >= 0.8 * 200 - 1e-6, "clip to [0, 255]; gains are in [low, high]"
+    assert np.allclose(out, out[:, :1, :1, :]), "one gain per image, the same for all its pixels"
+    assert np.unique(out[:, 0, 0, 0]).size > 50, "draw a new gain for every image"
+    _ok("random_gain")

@@ -24,6 +24,7 @@ def _add_data_args(p):
 def build_parser() -> argparse.ArgumentParser:
     from fer_keras import __version__
     from fer_keras.augment import AUGMENT_LEVELS
+    from fer_keras.experiment import S004_STEPS
     from fer_keras.models import MODELS
 
     parser = argparse.ArgumentParser(prog="fer-keras", description="fer-keras: facial expression recognition "
@@ -36,25 +37,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(info)
 
     train = sub.add_parser("train", help="train a model, test it on the test split, write a report")
-    train.add_argument("--model", default="small_cnn", choices=sorted(MODELS))
-    _add_data_args(train)
-    train.add_argument("--labels", default="fer2013",
-                       help="fer2013 | ferplus8 | ferplus7 | ferm, optionally ':probability' (FER+ soft labels)")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
-    train.add_argument("--weight-decay", type=float, default=None)
-    train.add_argument("--augment", default="basic", choices=AUGMENT_LEVELS)
-    train.add_argument("--class-weights", action="store_true", help="balanced class weights (scikit-learn)")
-    train.add_argument("--reduce-lr", type=int, default=None, metavar="PATIENCE", help="ReduceLROnPlateau patience")
-    train.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+    train.add_argument("--step", choices=sorted(S004_STEPS),
+                       help="an S004 notebook step (01-07): its model and recipe; other flags override it")
+    train.add_argument("--model", choices=sorted(MODELS), help="model builder (default small_cnn)")
+    train.add_argument("--data", help="'sample' (bundled; default without --step), a FER2013 CSV or its folder, "
+                                      "or 'fer2013' for the full data via $FER_KERAS_DATA (default with --step)")
+    train.add_argument("--labels", help="fer2013 (default) | ferplus8 | ferplus7 | ferm, optionally "
+                                        "':probability' (FER+ soft labels)")
+    train.add_argument("--epochs", type=int, help="default 30 (steps: 100)")
+    train.add_argument("--batch-size", type=int, help="default 64")
+    train.add_argument("--lr", type=float, help="learning rate, default 1e-3 (steps: 1e-4)")
+    train.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--augment", choices=AUGMENT_LEVELS, help="default basic")
+    train.add_argument("--class-weights", action="store_true", default=None,
+                       help="balanced class weights (scikit-learn)")
+    train.add_argument("--reduce-lr", type=int, metavar="PATIENCE", help="ReduceLROnPlateau patience")
+    train.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                        help="EarlyStopping patience (restores the best weights)")
-    train.add_argument("--val-fraction", type=float, default=0.1)
-    train.add_argument("--test-split", default="PublicTest", choices=["PublicTest", "PrivateTest"])
-    train.add_argument("--input-size", type=int, default=48, help="model input; < 48 trains on random crops")
-    train.add_argument("--tta", default="none", choices=["none", "flip", "ten_crop"])
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-fraction", type=float)
+    train.add_argument("--test-split", choices=["PublicTest", "PrivateTest"])
+    train.add_argument("--input-size", type=int, help="model input; < 48 trains on random crops")
+    train.add_argument("--tta", choices=["none", "flip", "ten_crop"])
+    train.add_argument("--seed", type=int)
+    train.add_argument("--time-limit", type=float, metavar="MINUTES",
+                       help="stop after the epoch that would pass this wall time (results record it)")
     train.add_argument("--out", default="runs/quickstart", help="output folder")
     train.add_argument("--results-json", help="also copy results.json here (e.g. results/<run>.json)")
 
@@ -89,16 +96,22 @@ def cmd_info(args) -> int:
     return 0
 
 
+# CLI flag -> train_and_evaluate argument
+_TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epochs": "epochs",
+               "batch_size": "batch_size", "lr": "learning_rate", "optimizer": "optimizer",
+               "weight_decay": "weight_decay", "augment": "augment", "class_weights": "class_weights",
+               "reduce_lr": "reduce_lr_patience", "early_stopping": "early_stopping_patience",
+               "val_fraction": "val_fraction", "test_split": "test_split", "input_size": "input_size",
+               "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes"}
+
+
 def cmd_train(args) -> int:
     from fer_keras import experiment
 
-    results = experiment.train_and_evaluate(
-        model=args.model, source=args.data, label_mode=args.labels, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer, augment=args.augment,
-        class_weights=args.class_weights, reduce_lr_patience=args.reduce_lr,
-        early_stopping_patience=args.early_stopping, val_fraction=args.val_fraction, test_split=args.test_split,
-        seed=args.seed, input_size=args.input_size, tta=args.tta, out_dir=args.out,
-        weight_decay=args.weight_decay, command=["python", "-m", "fer_keras"] + sys.argv[1:])
+    kwargs = experiment.step_config(args.step, "full") if args.step else {"source": "sample", "epochs": 30}
+    kwargs |= {dest: getattr(args, flag) for flag, dest in _TRAIN_ARGS.items() if getattr(args, flag) is not None}
+    results = experiment.train_and_evaluate(out_dir=args.out, command=["python", "-m", "fer_keras"] + sys.argv[1:],
+                                            **kwargs)
     if args.results_json:
         Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results_json).write_text(json.dumps(results, indent=1))

@@ -500,18 +500,52 @@ def load_sample(usages=None) -> dict[str, Split]:
     return load_fer2013(sample_path("fer2013"), usages)
 
 
+COMPACT_FILES = {"Training": "fer2013_training.npy.xz", "PublicTest": "fer2013_publictest.npy.xz",
+                 "PrivateTest": "fer2013_privatetest.npy.xz"}
+
+
+def load_compact(folder, usages=None) -> dict[str, Split]:
+    """The compact copy of FER2013 (`fer2013_<usage>.npy.xz` uint8 (N, 48, 48) + `fer2013_labels.csv`
+    with row,emotion,Usage), as used on machines with a small transfer limit. Any usage whose .npy.xz
+    is present is returned (or those in `usages`)."""
+    import lzma
+
+    folder = Path(folder)
+    labels = _read_csv(folder / "fer2013_labels.csv", ("row", "emotion", "Usage"), "FER2013 labels")
+    y_all = _int_column(labels, "emotion", folder / "fer2013_labels.csv", len(config.FER2013_CLASSES))
+    rows_all, usage = labels["row"].astype(int).to_numpy(), _usage_column(labels, folder / "fer2013_labels.csv")
+    present = [u for u, name in COMPACT_FILES.items() if (folder / name).is_file()]
+    out = {}
+    for u in usages or present:
+        if u not in present:
+            raise FerDataError(f"{folder}: no {COMPACT_FILES.get(u, u)}. Fix: copy it there or pick another split.")
+        try:
+            x = np.load(lzma.open(folder / COMPACT_FILES[u]))
+        except (lzma.LZMAError, EOFError, ValueError, OSError) as err:
+            raise FerDataError(f"{folder / COMPACT_FILES[u]}: unreadable ({err}). Fix: copy the file again.") from err
+        mask = usage == u
+        if x.shape != (int(mask.sum()), config.IMAGE_SIZE, config.IMAGE_SIZE) or x.dtype != np.uint8:
+            raise FerDataError(f"{folder / COMPACT_FILES[u]}: shape {x.shape} {x.dtype}, expected "
+                               f"({int(mask.sum())}, 48, 48) uint8 to match fer2013_labels.csv. Fix: use matching files.")
+        out[u] = Split(x, y_all[mask], rows_all[mask])
+    return out
+
+
 def load_dataset(source: str | os.PathLike | None = "sample", label_mode: str = "fer2013",
                  usages=None) -> dict[str, Split]:
     """One entry point for the CLI and notebooks -> {usage: Split}.
 
-    source: 'sample' (bundled), a FER2013 CSV path or a folder holding it, or None / 'fer2013'
-    (full data found through $FER_KERAS_DATA, ./data, ~/fer_keras_data).
+    source: 'sample' (bundled), a FER2013 CSV path or a folder holding it (or holding only the compact
+    `.npy.xz` copy), or None / 'fer2013' (full data found through $FER_KERAS_DATA, ./data, ~/fer_keras_data).
     label_mode: 'fer2013' (original labels), or a FER+ label set ('ferplus8', 'ferplus7', 'ferm'),
     optionally ':probability' for soft labels (default ':majority'); fer2013new.csv is looked for
     beside the CSV first.
     """
     if str(source) == "sample":
         fer, plus = sample_path("fer2013"), sample_path("ferplus")
+    elif source not in (None, "fer2013") and (Path(source) / COMPACT_FILES["Training"]).is_file() \
+            and label_mode == "fer2013" and not any((Path(source) / n).is_file() for n in config.FER2013_FILES):
+        return load_compact(source, usages)
     else:
         fer = find_data_file(config.FER2013_FILES, None if source in (None, "fer2013") else source)
         beside = [fer.parent / n for n in config.FERPLUS_FILES if (fer.parent / n).is_file()]

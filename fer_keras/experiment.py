@@ -4,6 +4,7 @@ results JSON with its provenance and the report figures. The CLI `train` and ful
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -11,14 +12,32 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fer_keras import config, data, evaluation, modelfile, models, provenance, training
+from fer_keras import config, data, evaluation, flops, modelfile, models, provenance, training
+
+# The S004 path (notebooks 01-07): S004's recipe (Adam 1e-4, batch 64, 100 epochs, rotation/flip/shift
+# augmentation), then one idea per step on top of the previous one.
+S004_RECIPE = {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 64, "epochs": 100, "augment": "basic"}
+S004_STEPS = {
+    "01_baseline": {"model": "baseline_cnn"},
+    "02_residual": {"model": "residual_cnn"},
+    "03_cbam": {"model": "cbam_cnn"},
+    "04_gap": {"model": "gap_cnn"},
+    "05_class_weights": {"model": "gap_cnn", "class_weights": True},
+    "06_lr_schedule_early_stopping": {"model": "gap_cnn", "class_weights": True, "reduce_lr_patience": 5,
+                                      "early_stopping_patience": 15},
+    "07_augmentation": {"model": "gap_cnn", "class_weights": True, "reduce_lr_patience": 5,
+                        "early_stopping_patience": 15, "augment": "strong"},
+}
+# Smoke mode: same code path on the bundled sample, sizes shrunk.
+SMOKE = {"source": "sample", "epochs": 1, "batch_size": 32}
 
 
 def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013", epochs=10, batch_size=64,
                        learning_rate=1e-3, optimizer="adam", augment="basic", class_weights=False,
                        reduce_lr_patience=None, early_stopping_patience=None, val_fraction=0.1,
                        test_split="PublicTest", seed=0, input_size=config.IMAGE_SIZE, tta="none",
-                       out_dir="runs/quickstart", weight_decay=None, verbose=None, command=None) -> dict:
+                       out_dir="runs/quickstart", weight_decay=None, time_limit_minutes=None, verbose=None,
+                       command=None) -> dict:
     """Train `model` on Training (minus a stratified validation slice), test once on `test_split`.
 
     Writes under out_dir: model.keras, results.json, history.csv, learning_curves.png,
@@ -44,6 +63,8 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     weights = data.class_weights(train.y, len(class_names)) if class_weights else None
     best = out / "best.weights.h5"
     callbacks = training.make_callbacks(best, reduce_lr_patience, early_stopping_patience)
+    timer = training.TimeLimit(60 * time_limit_minutes) if time_limit_minutes else None
+    callbacks += [timer] if timer else []
     start = time.perf_counter()
     history = training.fit(net, train, val, epochs, batch_size, weights, callbacks, seed, verbose)
     train_seconds = time.perf_counter() - start
@@ -57,7 +78,7 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     metrics = evaluation.evaluate_model(loaded, test, tta)
     results = {
         "run": out.name, "model": model, "params": int(net.count_params()),
-        "trainable_params": models.trainable_params(net),
+        "trainable_params": models.trainable_params(net), "flops": flops.count_flops(net),
         "data": {"source": str(source), "label_mode": label_mode, "train_n": len(train.y), "val_n": len(val.y),
                  "val": f"stratified {val_fraction:.0%} of Training (seed {seed})",
                  "test_split": test_split, "test_n": len(test.y)},
@@ -66,6 +87,7 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
                    "reduce_lr_patience": reduce_lr_patience, "early_stopping_patience": early_stopping_patience,
                    "input_size": input_size, "weight_decay": weight_decay, "seed": seed},
         "epochs_run": len(history.history["loss"]),
+        "stopped_by_time_limit": bool(timer and timer.stopped),
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(history.history["loss"])), 2),
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
@@ -74,6 +96,9 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     }
     write_report(results, out)
     return results
+
+
+_TRAIN_DEFAULTS = {k: p.default for k, p in inspect.signature(train_and_evaluate).parameters.items()}
 
 
 def write_report(results: dict, out: Path) -> None:
@@ -96,3 +121,52 @@ def write_report(results: dict, out: Path) -> None:
                                 f"(acc {test['accuracy']:.3f})"))):
         viz.save_fig(fig, out / name)
         plt.close(fig)
+
+
+def step_config(step: str, mode: str | None = None, **overrides) -> dict:
+    """Keyword arguments of `train_and_evaluate` for an S004 step in 'smoke' or 'full' mode."""
+    if step not in S004_STEPS:
+        raise ValueError(f"unknown step {step!r}; choose one of {', '.join(S004_STEPS)}")
+    mode = mode or config.run_mode()
+    kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS[step]
+    if mode == "smoke":
+        kwargs |= SMOKE
+    return kwargs | overrides
+
+
+def run_step(step: str, mode: str | None = None, runs_dir="runs", retrain=False, **overrides) -> dict:
+    """Train and test one S004 step, or reuse `runs_dir/<mode>/<step>/results.json` when it was made
+    with the same configuration (so notebook N+1 does not retrain notebook N's model)."""
+    mode = mode or config.run_mode()
+    kwargs = step_config(step, mode, **overrides)
+    out = Path(runs_dir) / mode / step
+    cached = out / "results.json"
+    if cached.exists() and not retrain:
+        results = json.loads(cached.read_text())
+        if _same_config(results, kwargs):
+            return results
+    return train_and_evaluate(out_dir=out, **kwargs)
+
+
+def _same_config(results: dict, kwargs: dict) -> bool:
+    """True when a saved run used exactly these train_and_evaluate arguments (defaults filled in)."""
+    full = _TRAIN_DEFAULTS | kwargs
+    cfg, dat = results.get("config", {}), results.get("data", {})
+    return (results.get("model") == full["model"] and dat.get("source") == str(full["source"])
+            and dat.get("label_mode") == full["label_mode"] and dat.get("test_split") == full["test_split"]
+            and all(cfg.get(k) == (bool(full[k]) if k == "class_weights" else full[k]) for k in cfg))
+
+
+def compare(runs: dict[str, dict]) -> "pd.DataFrame":
+    """Before/after table from results dicts: params, MFLOPs, s/epoch, accuracy, macro-F1, recall per class."""
+    import pandas as pd
+
+    rows = {}
+    for name, r in runs.items():
+        test = r["test"]
+        row = {"params": r["params"], "MFLOPs": round(r.get("flops", 0) / 1e6, 1),
+               "s/epoch": r["seconds_per_epoch"], "epochs": r["epochs_run"],
+               "accuracy": round(test["accuracy"], 4), "macro-F1": round(test["macro_f1"], 4)}
+        row |= {f"recall {c}": round(v["recall"], 3) for c, v in test["per_class"].items()}
+        rows[name] = row
+    return pd.DataFrame(rows).T

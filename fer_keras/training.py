@@ -93,6 +93,28 @@ def make_callbacks(best_weights_path=None, reduce_lr_patience=None, early_stoppi
     return callbacks
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training after the epoch that would otherwise run past `seconds` of wall time
+    (for machines with a hard per-command limit); `stopped` tells whether it fired."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds, self.stopped = float(seconds), False
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self.start = self.last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        now = time.perf_counter()
+        if now + (now - self.last) - self.start > self.seconds:
+            self.model.stop_training, self.stopped = True, True
+        self.last = now
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's learning rate to the epoch logs (for the LR curve)."""
 

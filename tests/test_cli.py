@@ -75,3 +75,12 @@ def test_train_with_crop_and_ten_crop(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["test"]["ten_crop"] is True and results["data"]["label_mode"] == "ferm"
     assert cli.main(["evaluate", str(out / "model.keras"), "--ten-crop", "--json", str(out / "e.json")]) == 0
+
+
+def test_train_step_uses_its_recipe(tmp_path):
+    out = tmp_path / "s01"
+    assert cli.main(["train", "--step", "01_baseline", "--data", "sample", "--epochs", "1", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"] == "baseline_cnn" and results["params"] == 3_623_239
+    assert results["config"]["learning_rate"] == 1e-4 and results["config"]["epochs"] == 1
+    assert results["flops"] > 0

@@ -259,3 +259,30 @@ def test_parse_pixels_chunks_keep_row_numbers():
         data.parse_pixels(rows, "x.csv", chunk=2)
     rows[5] = rows[0]
     assert data.parse_pixels(rows, chunk=3).shape == (7, 48, 48)
+
+
+def test_compact_npy_copy(tmp_path, shared_data):
+    import shutil
+
+    for name in ("fer2013_publictest.npy.xz", "fer2013_labels.csv"):
+        shutil.copy(shared_data / name, tmp_path / name)
+    with pytest.raises(FerDataError, match="no fer2013_training.npy.xz"):
+        data.load_compact(tmp_path, ["Training"])
+    test = data.load_compact(tmp_path)["PublicTest"]
+    csv = data.load_fer2013(shared_data / "fer2013_train_publictest.csv.gz", ["PublicTest"])["PublicTest"]
+    np.testing.assert_array_equal(test.x, csv.x)
+    np.testing.assert_array_equal(test.y, csv.y)
+    np.testing.assert_array_equal(test.rows, csv.rows)
+
+
+def test_compact_bad_files(tmp_path):
+    import lzma
+
+    (tmp_path / "fer2013_labels.csv").write_text("row,emotion,Usage\n0,3,Training\n1,4,Training\n")
+    with lzma.open(tmp_path / "fer2013_training.npy.xz", "wb") as f:
+        np.save(f, np.zeros((3, 48, 48), np.uint8))
+    with pytest.raises(FerDataError, match=r"shape \(3, 48, 48\).*expected \(2, 48, 48\)"):
+        data.load_dataset(tmp_path)
+    (tmp_path / "fer2013_training.npy.xz").write_bytes(b"\xfd7zXZ\x00broken")
+    with pytest.raises(FerDataError, match="unreadable"):
+        data.load_compact(tmp_path)

@@ -146,3 +146,11 @@ def test_tflite_export_and_evaluate_contract(tmp_path, saved_model, mode):
         assert m["n"] == 350 and m["ten_crop"] is False
     if mode == "float32":
         assert lite_metrics["accuracy"] == pytest.approx(keras_metrics["accuracy"], abs=1 / 350)
+
+
+def test_time_limit_stops_training(tiny_split):
+    model = models.build_small_cnn(width=4, augment="none")
+    training.compile_model(model)
+    timer = training.TimeLimit(0.0)
+    history = training.fit(model, tiny_split, None, epochs=5, batch_size=21, callbacks=[timer], verbose=0)
+    assert timer.stopped and len(history.history["loss"]) == 1

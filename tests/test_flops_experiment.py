@@ -1,0 +1,73 @@
+import json
+
+import keras
+import pytest
+from keras import layers
+
+from fer_keras import experiment, flops, models
+from fer_keras.layers import CBAM
+
+
+def test_layer_macs_by_hand():
+    inp = keras.Input((4, 4, 2))
+    x = layers.Conv2D(3, 3, padding="same")(inp)                 # 4*4*3 * 3*3*2 = 864
+    x = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="valid")(x)  # 2*2 * 3*2 * 9 = 216
+    x = layers.SeparableConv2D(4, 1)(x)                          # 2*2 * 6*1 * (1 + 4) = 120
+    x = CBAM(reduction=2)(x)                                     # 2*2*4*2 + 2*2*2*49 = 32 + 392
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(5)(x)                                     # 4*5 = 20
+    model = keras.Model(inp, out)
+    assert flops.count_macs(model) == 864 + 216 + 120 + 32 + 392 + 20
+    assert flops.count_flops(model) == 2 * flops.count_macs(model)
+    assert flops.count_flops(model, "mac") == flops.count_macs(model)
+    with pytest.raises(ValueError):
+        flops.count_flops(model, "gmacs")
+
+
+def test_baseline_flops_and_nested_augmentation_ignored():
+    plain = models.build_s004()
+    augmented = models.build_s004(augment="strong")
+    assert flops.count_macs(plain) == flops.count_macs(augmented)
+    # first conv: 46*46*64*9 MACs
+    assert flops.layer_macs(plain.get_layer("s1a_conv")) == 46 * 46 * 64 * 9
+
+
+def test_step_config_smoke_and_full():
+    full = experiment.step_config("07_augmentation", "full")
+    assert full["source"] == "fer2013" and full["epochs"] == 100 and full["augment"] == "strong"
+    assert full["learning_rate"] == 1e-4 and full["early_stopping_patience"] == 15
+    smoke = experiment.step_config("01_baseline", "smoke")
+    assert smoke["source"] == "sample" and smoke["epochs"] == 1 and smoke["model"] == "baseline_cnn"
+    with pytest.raises(ValueError, match="unknown step"):
+        experiment.step_config("08_vgg")
+
+
+def test_run_step_reuses_matching_run(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_train(out_dir, **kwargs):
+        calls.append(kwargs)
+        results = {"model": kwargs["model"], "data": {"source": kwargs["source"], "label_mode": "fer2013",
+                                                       "test_split": "PublicTest"},
+                   "config": {"epochs": kwargs["epochs"], "seed": kwargs.get("seed", 0),
+                              "class_weights": bool(kwargs.get("class_weights"))}}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(results))
+        return results
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", fake_train)
+    experiment.run_step("05_class_weights", "smoke", runs_dir=tmp_path)
+    experiment.run_step("05_class_weights", "smoke", runs_dir=tmp_path)
+    assert len(calls) == 1
+    experiment.run_step("05_class_weights", "smoke", runs_dir=tmp_path, epochs=2)
+    assert len(calls) == 2
+
+
+def test_compare_table_columns():
+    run = {"params": 10, "flops": 2e6, "seconds_per_epoch": 1.5, "epochs_run": 3,
+           "test": {"accuracy": 0.5, "macro_f1": 0.4,
+                    "per_class": {"angry": {"recall": 0.25}, "happy": {"recall": 0.75}}}}
+    table = experiment.compare({"a": run, "b": run})
+    assert list(table.index) == ["a", "b"]
+    assert {"params", "MFLOPs", "accuracy", "macro-F1", "recall angry"} <= set(table.columns)
+    assert table.loc["a", "MFLOPs"] == 2.0
