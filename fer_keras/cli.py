@@ -131,15 +131,7 @@ def cmd_evaluate(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=1))
     if args.report_dir:
-        import matplotlib.pyplot as plt
-        import pandas as pd
-
-        from fer_keras import viz
-
-        fig = viz.plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"])
-        viz.save_fig(fig, Path(args.report_dir) / "confusion_matrix.png")
-        plt.close(fig)
-        pd.DataFrame(metrics["per_class"]).T.to_csv(Path(args.report_dir) / "per_class.csv")
+        evaluation.write_metrics_report(metrics, args.report_dir, f"{Path(args.model).name} on {args.split}")
     return 0
 
 

@@ -92,3 +92,20 @@ def evaluate_file(model_path, source="sample", split="PublicTest", tta="none") -
     metrics.update({"model_file": str(model_path), "data": str(source), "split": split,
                     "label_set": label_set})
     return metrics
+
+
+def write_metrics_report(metrics: dict, out_dir, title: str = "Confusion matrix") -> None:
+    """per_class.csv and confusion_matrix.png for a metrics dict, under out_dir."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from fer_keras import viz
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(metrics["per_class"]).T.to_csv(out / "per_class.csv")
+    fig = viz.plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"], title=title)
+    viz.save_fig(fig, out / "confusion_matrix.png")
+    plt.close(fig)

@@ -103,6 +103,7 @@ _TRAIN_DEFAULTS = {k: p.default for k, p in inspect.signature(train_and_evaluate
 
 def write_report(results: dict, out: Path) -> None:
     """results.json, history.csv, per_class.csv, learning_curves.png, confusion_matrix.png."""
+    import matplotlib.pyplot as plt
     import pandas as pd
 
     from fer_keras import viz
@@ -111,16 +112,11 @@ def write_report(results: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     pd.DataFrame(results["history"]).rename_axis("epoch").to_csv(out / "history.csv")
     test = results["test"]
-    pd.DataFrame(test["per_class"]).T.to_csv(out / "per_class.csv")
-    import matplotlib.pyplot as plt
-
-    for name, fig in (("learning_curves.png", viz.plot_history(results["history"])),
-                      ("confusion_matrix.png", viz.plot_confusion_matrix(
-                          test["confusion_matrix"], test["class_names"],
-                          title=f"{results['model']} on {results['data']['test_split']} "
-                                f"(acc {test['accuracy']:.3f})"))):
-        viz.save_fig(fig, out / name)
-        plt.close(fig)
+    evaluation.write_metrics_report(test, out, f"{results['model']} on {results['data']['test_split']} "
+                                               f"(acc {test['accuracy']:.3f})")
+    fig = viz.plot_history(results["history"])
+    viz.save_fig(fig, out / "learning_curves.png")
+    plt.close(fig)
 
 
 def step_config(step: str, mode: str | None = None, **overrides) -> dict:
