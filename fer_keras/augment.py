@@ -2,7 +2,9 @@
 
 The layers run on every backend and only in training (`fit`); at inference they are the identity.
 keras-cv is not needed: flips, rotation, translation, zoom, contrast (and RandAugment, MixUp,
-CutMix) are Keras 3 core layers; only the multiplicative brightness is the kit's own (RandomGain).
+CutMix) are Keras 3 core layers. The kit composes flip, rotation, shift, zoom and multiplicative
+brightness into one layer (`RandomFaceAffine`): one affine resampling per face, as ImageDataGenerator
+does, instead of one per core layer (about 3x less work, less blur); the core layers remain an option.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import keras
 import numpy as np
 from keras import layers
 
-from fer_keras.layers import RandomGain
+from fer_keras.layers import RandomFaceAffine
 
-# S004's ImageDataGenerator: rotation 20 degrees, horizontal flip, shifts 0.1; "strong" adds its
-# planned zoom 0.1 and brightness [0.8, 1.2]; "full" also adds contrast 0.2.
+# S004's ImageDataGenerator: rotation 20 degrees, horizontal flip, shifts 0.1 ("basic"); "strong" adds
+# its planned zoom 0.1 and multiplicative brightness [0.8, 1.2]; "full" also adds contrast 0.2.
 AUGMENT_LEVELS = ("none", "basic", "strong", "full")
 
 
@@ -24,13 +26,9 @@ def build_augmentation(level: str = "basic", seed: int | None = None, name: str 
         raise ValueError(f"augmentation level {level!r}: choose one of {AUGMENT_LEVELS}")
     if level == "none":
         return None
-    stack = [
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomRotation(20 / 360, fill_mode="nearest", seed=seed),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
-    ]
-    if level in ("strong", "full"):
-        stack += [layers.RandomZoom(0.1, fill_mode="nearest", seed=seed), RandomGain(0.8, 1.2, seed=seed)]
+    strong = level in ("strong", "full")
+    stack = [RandomFaceAffine(rotation=20, shift=0.1, zoom=0.1 if strong else 0.0, flip=True,
+                              brightness=(0.8, 1.2) if strong else None, seed=seed, name="face_affine")]
     if level == "full":
         stack += [layers.RandomContrast(0.2, value_range=(0, 255), seed=seed)]
     return keras.Sequential(stack, name=name)

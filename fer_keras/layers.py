@@ -75,3 +75,58 @@ class CBAM(layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"reduction": self.reduction, "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class RandomFaceAffine(layers.Layer):
+    """Random flip, rotation, shift and zoom as ONE affine resampling per image (training only).
+
+    The same augmentations as RandomFlip + RandomRotation + RandomTranslation + RandomZoom, drawn
+    independently per image, but composed into a single matrix as ImageDataGenerator does, so each
+    face is interpolated once (less blur, about 3x less work). Input (N, H, W, C) float, any range.
+    rotation: max degrees; shift: max fraction of H/W; zoom: max relative zoom (1 +- zoom);
+    flip: horizontal flip with probability 1/2; brightness: None or (low, high), a multiplicative gain
+    per image as RandomGain, fused here (then the input must be in [0, 255], the output is clipped).
+    """
+
+    def __init__(self, rotation=20.0, shift=0.1, zoom=0.0, flip=True, brightness=None, fill_mode="nearest",
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rotation, self.shift, self.zoom = float(rotation), float(shift), float(zoom)
+        self.brightness = None if brightness is None else (float(brightness[0]), float(brightness[1]))
+        self.flip, self.fill_mode, self.seed = bool(flip), fill_mode, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        n = ops.shape(x)[0]
+        h, w = float(x.shape[1]), float(x.shape[2])
+        u = keras.random.uniform((n, 6), -1.0, 1.0, seed=self.seed_generator)
+        theta = u[:, 0] * (self.rotation * 3.141592653589793 / 180.0)
+        tx, ty = u[:, 1] * self.shift * w, u[:, 2] * self.shift * h
+        z = 1.0 + u[:, 3] * self.zoom
+        f = ops.where(u[:, 4] < 0, -1.0, 1.0) if self.flip else ops.ones_like(z)
+        cos, sin = ops.cos(theta), ops.sin(theta)
+        # output -> input map: p_in = c + F Z R(-theta) (p_out - c - t)
+        a00, a01, a10, a11 = f * z * cos, f * z * sin, -z * sin, z * cos
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        b0 = cx - a00 * (cx + tx) - a01 * (cy + ty)
+        b1 = cy - a10 * (cx + tx) - a11 * (cy + ty)
+        zeros = ops.zeros_like(z)
+        transform = ops.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
+        out = ops.image.affine_transform(x, ops.cast(transform, x.dtype), interpolation="bilinear",
+                                         fill_mode=self.fill_mode)
+        if self.brightness is None:
+            return out
+        low, high = self.brightness
+        gain = low + (u[:, 5] + 1.0) * 0.5 * (high - low)
+        return ops.clip(out * ops.cast(gain, x.dtype)[:, None, None, None], 0.0, 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"rotation": self.rotation, "shift": self.shift, "zoom": self.zoom,
+                                       "flip": self.flip, "brightness": self.brightness,
+                                       "fill_mode": self.fill_mode, "seed": self.seed}

@@ -116,3 +116,30 @@ def test_trainable_params_excludes_bn_statistics():
     model = models.build_s004()
     n_bn_channels = 2 * (64 + 128 + 256)
     assert models.trainable_params(model) == model.count_params() - 2 * n_bn_channels
+
+
+def test_random_face_affine_flip_only_and_identity_at_inference():
+    from fer_keras.layers import RandomFaceAffine
+
+    x = faces(32)
+    layer = RandomFaceAffine(rotation=0, shift=0, zoom=0, flip=True, seed=2)
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    same = [np.allclose(o, a, atol=1e-3) for o, a in zip(out, x)]
+    mirrored = [np.allclose(o, a[:, ::-1], atol=1e-3) for o, a in zip(out, x)]
+    assert all(s or m for s, m in zip(same, mirrored)) and 0 < sum(mirrored) < 32
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+
+
+def test_random_face_affine_shift_moves_content_and_brightness_clips():
+    from fer_keras.layers import RandomFaceAffine
+
+    img = np.zeros((16, 48, 48, 1), np.float32)
+    img[:, 20:28, 20:28] = 200.0
+    layer = RandomFaceAffine(rotation=0, shift=0.1, zoom=0, flip=False, brightness=(1.2, 1.3), seed=0)
+    out = keras.ops.convert_to_numpy(layer(img, training=True))
+    centres = [np.argwhere(o[..., 0] > 100).mean(axis=0) for o in out]
+    assert max(np.abs(np.array(centres) - 23.5).max(axis=1)) <= 0.1 * 48 + 1
+    assert np.std([c[1] for c in centres]) > 0.5  # shifts differ per face
+    assert out.max() <= 255.0 and out.max() >= 239.0  # 200 * [1.2, 1.3], clipped at 255
+    clone = RandomFaceAffine.from_config(layer.get_config())
+    assert clone.brightness == (1.2, 1.3) and clone.shift == 0.1
