@@ -236,8 +236,9 @@ def load_fer2013(path: str | os.PathLike | None = None, usages=None) -> dict[str
 
     Any subset of usages may be present in the file; `usages` selects (default: all present).
     """
+    path = find_data_file(config.FER2013_FILES, path)
     x, y, usage = read_fer2013(path)
-    return _by_usage(x, y, usage, usages, find_data_file(config.FER2013_FILES, path))
+    return _by_usage(x, y, usage, usages, path)
 
 
 # ---------------------------------------------------------------------------------------------

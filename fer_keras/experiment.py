@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
+import pandas as pd
 
 from fer_keras import config, data, evaluation, flops, modelfile, models, provenance, training
 
@@ -73,8 +73,7 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     meta = modelfile.make_metadata(net, label_set, model=model, augment=augment)
     modelfile.save_model(net, out / "model.keras", meta)
 
-    loaded = modelfile.LoadedModel(out / "model.keras", meta,
-                                   lambda x: np.asarray(net.predict(x, batch_size=256, verbose=0)), net)
+    loaded = modelfile.LoadedModel.from_keras(net, meta, out / "model.keras")
     metrics = evaluation.evaluate_model(loaded, test, tta)
     results = {
         "run": out.name, "model": model, "params": int(net.count_params()),
@@ -104,7 +103,6 @@ _TRAIN_DEFAULTS = {k: p.default for k, p in inspect.signature(train_and_evaluate
 def write_report(results: dict, out: Path) -> None:
     """results.json, history.csv, per_class.csv, learning_curves.png, confusion_matrix.png."""
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     from fer_keras import viz
 
@@ -153,10 +151,8 @@ def _same_config(results: dict, kwargs: dict) -> bool:
             and all(cfg.get(k) == (bool(full[k]) if k == "class_weights" else full[k]) for k in cfg))
 
 
-def compare(runs: dict[str, dict]) -> "pd.DataFrame":
+def compare(runs: dict[str, dict]) -> pd.DataFrame:
     """Before/after table from results dicts: params, MFLOPs, s/epoch, accuracy, macro-F1, recall per class."""
-    import pandas as pd
-
     rows = {}
     for name, r in runs.items():
         test = r["test"]

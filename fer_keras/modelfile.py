@@ -113,6 +113,12 @@ class LoadedModel:
     predict: Callable[[np.ndarray], np.ndarray]
     keras_model: object = None
 
+    @classmethod
+    def from_keras(cls, model, metadata: dict, path=None, batch_size: int = 256) -> "LoadedModel":
+        """Wrap an in-memory Keras model (predict returns numpy logits)."""
+        return cls(Path(path) if path else None, metadata,
+                   lambda x: np.asarray(model.predict(x, batch_size=batch_size, verbose=0)), model)
+
 
 def load_model(path: str | os.PathLike, batch_size: int = 256) -> LoadedModel:
     """Load a kit `.keras` (safe mode on) or `.tflite` file with its preprocessing record."""
@@ -129,8 +135,7 @@ def load_model(path: str | os.PathLike, batch_size: int = 256) -> LoadedModel:
             raise ModelFileError(f"{path}: Keras could not load it ({type(err).__name__}: {str(err)[:200]}). "
                                  "Fix: re-download the file; if it was saved by another Keras version, "
                                  "re-save it there as .keras.") from err
-        return LoadedModel(path, meta, lambda x: np.asarray(model.predict(x, batch_size=batch_size, verbose=0)),
-                           model)
+        return LoadedModel.from_keras(model, meta, path, batch_size)
     return LoadedModel(path, meta, _tflite_predictor(path))
 
 

@@ -7,6 +7,7 @@ test split (PublicTest) is never seen during training.
 from __future__ import annotations
 
 import math
+import time
 
 import keras
 import numpy as np
@@ -102,13 +103,9 @@ class TimeLimit(keras.callbacks.Callback):
         self.seconds, self.stopped = float(seconds), False
 
     def on_train_begin(self, logs=None):
-        import time
-
         self.start = self.last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
         now = time.perf_counter()
         if now + (now - self.last) - self.start > self.seconds:
             self.model.stop_training, self.stopped = True, True
