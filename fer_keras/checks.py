@@ -113,3 +113,37 @@ def check_random_gain(fn) -> None:
     assert np.allclose(out, out[:, :1, :1, :]), "one gain per image, the same for all its pixels"
     assert np.unique(out[:, 0, 0, 0]).size > 50, "draw a new gain for every image"
     _ok("random_gain")
+
+
+def check_separable_cost(fn) -> None:
+    """fn(c_in, c_out, k) -> multiplications of a depthwise-separable conv / those of a standard conv,
+    at the same output size (S000 eq. 3-1: 1/N + 1/k^2)."""
+    for c_in, c_out, k in ((64, 128, 3), (32, 32, 5), (3, 7, 1)):
+        expected = 1 / c_out + 1 / k ** 2
+        got = float(fn(c_in, c_out, k))
+        assert abs(got - expected) < 1e-9, (f"c_in={c_in}, c_out={c_out}, k={k}: got {got:.5f}, expected "
+                                            f"{expected:.5f}; hint: depthwise k*k*c_in + pointwise c_in*c_out, "
+                                            "over k*k*c_in*c_out")
+    _ok("separable_cost")
+
+
+def check_centralize(fn) -> None:
+    """fn(grad (..., C_out)) -> the gradient minus its mean over all axes but the last (GC)."""
+    g = np.arange(24, dtype=float).reshape(2, 3, 4)
+    got = np.asarray(fn(g), float)
+    assert got.shape == g.shape, f"shape {got.shape}, expected {g.shape}"
+    assert np.allclose(got.mean(axis=(0, 1)), 0), "each output channel (last axis) must have zero mean after GC"
+    assert np.allclose(got, g - g.mean(axis=(0, 1), keepdims=True)), \
+        "subtract the mean over the fan-in (axes 0..n-2), keepdims=True, not the global mean"
+    _ok("centralize")
+
+
+def check_focal_loss(fn) -> None:
+    """fn(p_true (N,), alpha, gamma) -> mean of -alpha (1 - p)^gamma log p."""
+    p = np.array([0.9, 0.5, 0.1])
+    for alpha, gamma in ((1.0, 0.0), (0.25, 2.0), (0.5, 5.0)):
+        expected = float(np.mean(-alpha * (1 - p) ** gamma * np.log(p)))
+        got = float(fn(p, alpha, gamma))
+        assert abs(got - expected) < 1e-9, (f"alpha={alpha}, gamma={gamma}: got {got:.6f}, expected {expected:.6f}; "
+                                            "gamma=0, alpha=1 must be plain cross-entropy -log p")
+    _ok("focal_loss")

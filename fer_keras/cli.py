@@ -24,7 +24,7 @@ def _add_data_args(p):
 def build_parser() -> argparse.ArgumentParser:
     from fer_keras import __version__
     from fer_keras.augment import AUGMENT_LEVELS
-    from fer_keras.experiment import S004_STEPS
+    from fer_keras.experiment import STEPS
     from fer_keras.models import MODELS
 
     parser = argparse.ArgumentParser(prog="fer-keras", description="fer-keras: facial expression recognition "
@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(info)
 
     train = sub.add_parser("train", help="train a model, test it on the test split, write a report")
-    train.add_argument("--step", choices=sorted(S004_STEPS),
-                       help="an S004 notebook step (01-07): its model and recipe; other flags override it")
+    train.add_argument("--step", choices=sorted(STEPS),
+                       help="a notebook step (01-10): its model and recipe; other flags override it")
     train.add_argument("--model", choices=sorted(MODELS), help="model builder (default small_cnn)")
     train.add_argument("--data", help="'sample' (bundled; default without --step), a FER2013 CSV or its folder, "
                                       "or 'fer2013' for the full data via $FER_KERAS_DATA (default with --step)")
@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="default 30 (steps: 100)")
     train.add_argument("--batch-size", type=int, help="default 64")
     train.add_argument("--lr", type=float, help="learning rate, default 1e-3 (steps: 1e-4)")
-    train.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    train.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "adam_gc", "adamw_gc", "sgd_gc"],
+                       help="'_gc': with gradient centralization")
+    train.add_argument("--loss", choices=["crossentropy", "focal"])
+    train.add_argument("--lr-schedule", choices=["cosine", "s000_step"])
+    train.add_argument("--width", type=int, help="base width of the paper models (default 64)")
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--augment", choices=AUGMENT_LEVELS, help="default basic")
     train.add_argument("--class-weights", action="store_true", default=None,
@@ -102,7 +106,8 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "weight_decay": "weight_decay", "augment": "augment", "class_weights": "class_weights",
                "reduce_lr": "reduce_lr_patience", "early_stopping": "early_stopping_patience",
                "val_fraction": "val_fraction", "test_split": "test_split", "input_size": "input_size",
-               "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes"}
+               "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes", "loss": "loss",
+               "lr_schedule": "lr_schedule"}
 
 
 def cmd_train(args) -> int:
@@ -110,6 +115,8 @@ def cmd_train(args) -> int:
 
     kwargs = experiment.step_config(args.step, "full") if args.step else {"source": "sample", "epochs": 30}
     kwargs |= {dest: getattr(args, flag) for flag, dest in _TRAIN_ARGS.items() if getattr(args, flag) is not None}
+    if args.width:
+        kwargs["model_kwargs"] = (kwargs.get("model_kwargs") or {}) | {"width": args.width}
     results = experiment.train_and_evaluate(out_dir=args.out, command=["python", "-m", "fer_keras"] + sys.argv[1:],
                                             **kwargs)
     if args.results_json:

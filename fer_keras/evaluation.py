@@ -94,6 +94,25 @@ def evaluate_file(model_path, source="sample", split="PublicTest", tta="none") -
     return metrics
 
 
+def latency_ms(predict, input_size: int, runs: int = 50, warmup: int = 5, channels: int = 1) -> dict:
+    """Latency of one face (batch 1): median and p90 in ms over `runs` calls after `warmup` calls.
+
+    predict: any logits function of (1, S, S, channels) float32, e.g. keras_model.predict_on_batch or a
+    LoadedModel's predict (the .tflite predictor runs single-threaded)."""
+    import time
+
+    x = np.random.default_rng(0).uniform(0, 255, (1, input_size, input_size, channels)).astype(np.float32)
+    for _ in range(warmup):
+        predict(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        predict(x)
+        times.append(1e3 * (time.perf_counter() - start))
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs,
+            "warmup": warmup}
+
+
 def write_metrics_report(metrics: dict, out_dir, title: str = "Confusion matrix") -> None:
     """per_class.csv and confusion_matrix.png for a metrics dict, under out_dir."""
     from pathlib import Path

@@ -28,20 +28,54 @@ S004_STEPS = {
     "07_augmentation": {"model": "gap_cnn", "class_weights": True, "reduce_lr_patience": 5,
                         "early_stopping_patience": 15, "augment": "strong"},
 }
-# Smoke mode: same code path on the bundled sample, sizes shrunk.
+# The papers' recipes (notebooks 08-10); what a paper leaves unstated is chosen and said so here.
+# S000 (lightResNets, VGG19, ResNet18): SGD momentum 0.9, L2 5e-4 (Keras' decoupled decay, equal to L2
+# for plain SGD, close with momentum), lr 0.01 then x0.9 every 5 epochs from epoch 80, batch 128, 200
+# epochs, rotation/flip/brightness/contrast, 44x44 random crops, ten-crop test.
+S000_RECIPE = {"optimizer": "sgd", "learning_rate": 0.01, "weight_decay": 5e-4, "lr_schedule": "s000_step",
+               "batch_size": 128, "epochs": 200, "augment": "full", "tta": "ten_crop"}
+# S001 (OBSR-Net): AdamW + GC, lr 1e-4, batch 16, 200 epochs; weight decay and augmentation are not
+# stated (1e-4, flip/rotation/shift chosen); random init (no ImageNet weights offline).
+S001_RECIPE = {"optimizer": "adamw_gc", "learning_rate": 1e-4, "weight_decay": 1e-4, "batch_size": 16,
+               "epochs": 200, "augment": "basic"}
+# S002 (CA-ResNet): Adam lr 1e-3, weight decay 5e-4 (decoupled here, L2 in PyTorch's Adam), cosine decay,
+# batch 128, 300 epochs, early stopping after 10 epochs without a lower validation loss, focal loss
+# (alpha 0.25, gamma 2: S002 gives only ranges).
+S002_RECIPE = {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 5e-4, "lr_schedule": "cosine",
+               "batch_size": 128, "epochs": 300, "early_stopping_patience": 10, "loss": "focal",
+               "augment": "full"}
+PAPER_RUNS = {
+    "08_lightresnet_l": S000_RECIPE | {"model": "lightresnet_l"},
+    "08_lightresnet_m": S000_RECIPE | {"model": "lightresnet_m"},
+    "08_vgg19": S000_RECIPE | {"model": "vgg19"},
+    "08_resnet18": S000_RECIPE | {"model": "resnet18"},
+    "09_resnet34": S001_RECIPE | {"model": "resnet34", "optimizer": "adamw"},
+    "09_bilinear": S001_RECIPE | {"model": "obsr_net", "optimizer": "adamw"},
+    "09_bilinear_gc": S001_RECIPE | {"model": "obsr_net"},
+    "10_ca_resnet_ce": S002_RECIPE | {"model": "ca_resnet", "loss": "crossentropy"},
+    "10_ca_resnet_focal": S002_RECIPE | {"model": "ca_resnet"},
+}
+STEPS = S004_STEPS | PAPER_RUNS
+# Smoke mode: same code path on the bundled sample, sizes shrunk (paper models at a quarter width).
 SMOKE = {"source": "sample", "epochs": 1, "batch_size": 32}
+SMOKE_PAPER = SMOKE | {"model_kwargs": {"width": 16}}
 
 
 def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013", epochs=10, batch_size=64,
                        learning_rate=1e-3, optimizer="adam", augment="basic", class_weights=False,
                        reduce_lr_patience=None, early_stopping_patience=None, val_fraction=0.1,
-                       test_split="PublicTest", seed=0, input_size=config.IMAGE_SIZE, tta="none",
+                       test_split="PublicTest", seed=0, input_size=None, tta="none",
                        out_dir="runs/quickstart", weight_decay=None, time_limit_minutes=None, verbose=None,
-                       command=None) -> dict:
+                       command=None, model_kwargs=None, loss="crossentropy", focal_alpha=0.25, focal_gamma=2.0,
+                       lr_schedule=None) -> dict:
     """Train `model` on Training (minus a stratified validation slice), test once on `test_split`.
 
     Writes under out_dir: model.keras, results.json, history.csv, learning_curves.png,
     confusion_matrix.png, per_class.csv. Returns the results dict.
+
+    input_size None: the builder's default (48, or 44 crops for S000's models). model_kwargs go to the
+    builder (e.g. {"width": 16}). lr_schedule: None, 'cosine' (decay to 0 over all steps) or 's000_step'.
+    tta: how 'test' is scored; models with crops also get 'test_ten_crop'.
     """
     import sys
 
@@ -58,11 +92,20 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     class_names = config.LABEL_SETS[label_set]
     soft = train.y.ndim == 2
 
-    net = models.build_model(model, num_classes=len(class_names), input_size=input_size, augment=augment, seed=seed)
-    training.compile_model(net, learning_rate, optimizer, soft_labels=soft, weight_decay=weight_decay)
+    net = models.build_model(model, num_classes=len(class_names), input_size=input_size, augment=augment, seed=seed,
+                             **(model_kwargs or {}))
+    lr = learning_rate
+    if lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * -(-len(train.y) // batch_size))
+    elif lr_schedule not in (None, "s000_step"):
+        raise ValueError(f"lr_schedule {lr_schedule!r}: choose None, 'cosine' or 's000_step'")
+    training.compile_model(net, lr, optimizer, soft_labels=soft, weight_decay=weight_decay, loss=loss,
+                           focal_alpha=focal_alpha, focal_gamma=focal_gamma)
     weights = data.class_weights(train.y, len(class_names)) if class_weights else None
     best = out / "best.weights.h5"
     callbacks = training.make_callbacks(best, reduce_lr_patience, early_stopping_patience)
+    if lr_schedule == "s000_step":
+        callbacks.append(keras.callbacks.LearningRateScheduler(training.S000StepDecay(learning_rate)))
     timer = training.TimeLimit(60 * time_limit_minutes) if time_limit_minutes else None
     callbacks += [timer] if timer else []
     start = time.perf_counter()
@@ -75,6 +118,14 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
 
     loaded = modelfile.LoadedModel.from_keras(net, meta, out / "model.keras")
     metrics = evaluation.evaluate_model(loaded, test, tta)
+    size = net.input_shape[1]
+    extra = {}
+    if size < config.IMAGE_SIZE and tta != "ten_crop":
+        extra["test_ten_crop"] = evaluation.evaluate_model(loaded, test, "ten_crop")
+    elif tta != "none":
+        extra["test_single_crop"] = evaluation.evaluate_model(loaded, test, "none")
+    extra["latency_batch1"] = evaluation.latency_ms(net.predict_on_batch, size) | {
+        "what": "Keras predict_on_batch, one face, default threads, this run's hardware"}
     results = {
         "run": out.name, "model": model, "params": int(net.count_params()),
         "trainable_params": models.trainable_params(net), "flops": flops.count_flops(net),
@@ -84,13 +135,17 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
         "config": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                    "optimizer": optimizer, "augment": augment, "class_weights": bool(class_weights),
                    "reduce_lr_patience": reduce_lr_patience, "early_stopping_patience": early_stopping_patience,
-                   "input_size": input_size, "weight_decay": weight_decay, "seed": seed},
+                   "input_size": input_size, "weight_decay": weight_decay, "seed": seed, "tta": tta,
+                   "model_kwargs": model_kwargs, "loss": loss, "focal_alpha": focal_alpha,
+                   "focal_gamma": focal_gamma, "lr_schedule": lr_schedule},
+        "input_shape": list(net.input_shape[1:]),
         "epochs_run": len(history.history["loss"]),
         "stopped_by_time_limit": bool(timer and timer.stopped),
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(history.history["loss"])), 2),
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "test": metrics,
+        **extra,
         "provenance": provenance.provenance(command),
     }
     write_report(results, out)
@@ -118,13 +173,19 @@ def write_report(results: dict, out: Path) -> None:
 
 
 def step_config(step: str, mode: str | None = None, **overrides) -> dict:
-    """Keyword arguments of `train_and_evaluate` for an S004 step in 'smoke' or 'full' mode."""
-    if step not in S004_STEPS:
-        raise ValueError(f"unknown step {step!r}; choose one of {', '.join(S004_STEPS)}")
+    """Keyword arguments of `train_and_evaluate` for a step (S004_STEPS or PAPER_RUNS) in 'smoke' or
+    'full' mode."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; choose one of {', '.join(STEPS)}")
     mode = mode or config.run_mode()
-    kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS[step]
+    if step in S004_STEPS:
+        kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS[step]
+        smoke = SMOKE
+    else:
+        kwargs = {"source": "fer2013"} | PAPER_RUNS[step]
+        smoke = SMOKE_PAPER
     if mode == "smoke":
-        kwargs |= SMOKE
+        kwargs |= smoke
     return kwargs | overrides
 
 
@@ -151,14 +212,22 @@ def _same_config(results: dict, kwargs: dict) -> bool:
             and all(cfg.get(k) == (bool(full[k]) if k == "class_weights" else full[k]) for k in cfg))
 
 
-def compare(runs: dict[str, dict]) -> pd.DataFrame:
-    """Before/after table from results dicts: params, MFLOPs, s/epoch, accuracy, macro-F1, recall per class."""
+def compare(runs: dict[str, dict], per_class: str = "recall") -> pd.DataFrame:
+    """Before/after table from results dicts: params, MFLOPs, s/epoch, accuracy (single crop, and ten-crop
+    when the run has it), macro-F1, ms per face, and `per_class` ('recall' or 'f1') for every class."""
     rows = {}
     for name, r in runs.items():
         test = r["test"]
+        single = r.get("test_single_crop", test)
+        ten = test if test.get("tta") == "ten_crop" else r.get("test_ten_crop")
         row = {"params": r["params"], "MFLOPs": round(r.get("flops", 0) / 1e6, 1),
                "s/epoch": r["seconds_per_epoch"], "epochs": r["epochs_run"],
-               "accuracy": round(test["accuracy"], 4), "macro-F1": round(test["macro_f1"], 4)}
-        row |= {f"recall {c}": round(v["recall"], 3) for c, v in test["per_class"].items()}
+               "accuracy": round(single["accuracy"], 4)}
+        if ten is not None:
+            row["acc ten-crop"] = round(ten["accuracy"], 4)
+        row["macro-F1"] = round(single["macro_f1"], 4)
+        if "latency_batch1" in r:
+            row["ms/face"] = round(r["latency_batch1"]["median_ms"], 2)
+        row |= {f"{per_class} {c}": round(v[per_class], 3) for c, v in single["per_class"].items()}
         rows[name] = row
-    return pd.DataFrame(rows).T
+    return pd.DataFrame.from_dict(rows, orient="index")

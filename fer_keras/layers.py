@@ -130,3 +130,100 @@ class RandomFaceAffine(layers.Layer):
         return super().get_config() | {"rotation": self.rotation, "shift": self.shift, "zoom": self.zoom,
                                        "flip": self.flip, "brightness": self.brightness,
                                        "fill_mode": self.fill_mode, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class CoordinateAttention(layers.Layer):
+    """Coordinate attention (Hou et al., CVPR 2021), the gate of S002's CABasicBlock.
+
+    Pools along each axis (C x H x 1 and C x 1 x W), shares one 1x1 conv (C -> max(min_channels, C/r)) +
+    BN + hard-swish over the concatenated strips, splits them, and a 1x1 conv per axis + sigmoid gives
+    the two gates: out = x * a_h * a_w. S002 leaves r unstated; r=32, min 8 are the CA paper's defaults.
+    """
+
+    def __init__(self, reduction=32, min_channels=8, **kwargs):
+        super().__init__(**kwargs)
+        self.reduction, self.min_channels = int(reduction), int(min_channels)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        mid = max(self.min_channels, channels // self.reduction)
+        self.squeeze = layers.Conv2D(mid, 1, name="squeeze")
+        self.bn = layers.BatchNormalization(name="bn")
+        self.gate_h = layers.Conv2D(channels, 1, name="gate_h")
+        self.gate_w = layers.Conv2D(channels, 1, name="gate_w")
+        self.squeeze.build((None, None, 1, channels))
+        self.bn.build((None, None, 1, mid))
+        self.gate_h.build((None, None, 1, mid))
+        self.gate_w.build((None, None, 1, mid))
+
+    def gates(self, x, training=None):
+        """(a_h (N, H, 1, C), a_w (N, 1, W, C))."""
+        h = x.shape[1]
+        strip_h = ops.mean(x, axis=2, keepdims=True)  # (N, H, 1, C)
+        strip_w = ops.transpose(ops.mean(x, axis=1, keepdims=True), (0, 2, 1, 3))  # (N, W, 1, C)
+        y = ops.hard_swish(self.bn(self.squeeze(ops.concatenate([strip_h, strip_w], axis=1)), training=training))
+        a_h = ops.sigmoid(self.gate_h(y[:, :h]))
+        a_w = ops.transpose(ops.sigmoid(self.gate_w(y[:, h:])), (0, 2, 1, 3))
+        return a_h, a_w
+
+    def call(self, x, training=None):
+        a_h, a_w = self.gates(x, training)
+        return x * a_h * a_w
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"reduction": self.reduction, "min_channels": self.min_channels}
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class MixedAttention(CBAM):
+    """S002's mixed channel + spatial attention, in parallel (not CBAM's sequence).
+
+    F_C = x * channel_gate(x), F_S = x * spatial_gate(x), both from x; S002 concatenates them and
+    multiplies "the fused result" with x without saying how 2C channels return to C. Reading used here:
+    a 1x1 conv (2C -> C) + sigmoid makes the fused gate, out = ReLU(x * gate).
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        channels = int(input_shape[-1])
+        self.fuse = layers.Conv2D(channels, 1, name="fuse")
+        self.fuse.build((None, None, None, 2 * channels))
+
+    def call(self, x):
+        channel = ops.sigmoid(self.mlp_out(self.mlp_hidden(ops.mean(x, axis=(1, 2))))
+                              + self.mlp_out(self.mlp_hidden(ops.max(x, axis=(1, 2)))))
+        pooled = ops.concatenate([ops.mean(x, axis=-1, keepdims=True), ops.max(x, axis=-1, keepdims=True)], axis=-1)
+        spatial = ops.sigmoid(self.spatial_conv(pooled))
+        fused = ops.concatenate([x * channel[:, None, None, :], x * spatial], axis=-1)
+        return ops.relu(x * ops.sigmoid(self.fuse(fused)))
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class BilinearPooling(layers.Layer):
+    """B-CNN pooling (Lin et al., 2015; S001 eqs. 1-6): for feature maps a (N, H, W, C) and b (N, H, W, D),
+    sum over locations of the outer product a_l b_l^T, flattened to C*D, then signed square root
+    sign(x)sqrt(|x|) (S001 prints 'sin', a typo) and L2 normalisation. Called on [a] or [a, b]."""
+
+    def __init__(self, epsilon=1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        a, b = (inputs[0], inputs[-1]) if isinstance(inputs, (list, tuple)) else (inputs, inputs)
+        n_loc = a.shape[1] * a.shape[2]
+        a = ops.reshape(a, (-1, n_loc, a.shape[-1]))
+        b = ops.reshape(b, (-1, n_loc, b.shape[-1]))
+        x = ops.reshape(ops.einsum("nlc,nld->ncd", a, b), (-1, a.shape[-1] * b.shape[-1]))
+        x = ops.sign(x) * ops.sqrt(ops.abs(x) + self.epsilon)
+        return x / ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        a, b = (input_shape[0], input_shape[-1]) if isinstance(input_shape, list) else (input_shape, input_shape)
+        return (a[0], a[-1] * b[-1])
+
+    def get_config(self):
+        return super().get_config() | {"epsilon": self.epsilon}

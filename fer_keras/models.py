@@ -13,11 +13,12 @@ from keras import layers
 
 from fer_keras import config
 from fer_keras.augment import build_augmentation
-from fer_keras.layers import CBAM
+from fer_keras.layers import CBAM, BilinearPooling, CoordinateAttention, MixedAttention
 
 
 def _stem(input_size: int, augment: str, seed: int | None, channels: int = 1):
-    """Input -> augmentation (training only) -> Rescaling to [0, 1]."""
+    """Input -> augmentation (training only) -> Rescaling to [0, 1]. channels=3 only to reproduce papers'
+    parameter counts (their inputs are RGB copies of grey faces); the kit feeds grey faces."""
     inputs = keras.Input((input_size, input_size, channels), name="image")
     x = inputs
     aug = build_augmentation(augment, seed=seed)
@@ -34,17 +35,28 @@ def _conv(x, filters, bn=True, padding="valid", name=None, out_name=None, bn_mom
     return layers.ReLU(name=out_name or f"{name}_relu")(x)
 
 
-def _residual_block(x, filters, name):
-    """Basic residual block: conv-BN-ReLU-conv-BN + shortcut (1x1 conv-BN when widths differ), ReLU."""
+def _residual_block(x, filters, name, stride=1, gate=None, activation="relu"):
+    """Basic residual block (He et al.): conv3x3(stride)-BN-act-conv3x3-BN [-> gate] + shortcut, act.
+
+    The shortcut is a 1x1 conv-BN when the stride or the width changes. gate: a layer applied to the
+    residual branch before the addition (S002's coordinate attention). activation: 'relu' or 'prelu'.
+    """
+    def act(t, suffix):
+        if activation == "prelu":
+            return layers.PReLU(shared_axes=[1, 2], name=f"{name}_{suffix}")(t)
+        return layers.ReLU(name=f"{name}_{suffix}")(t)
+
     shortcut = x
-    if x.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(x)
+    if x.shape[-1] != filters or stride != 1:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    y = layers.ReLU(name=f"{name}_relu1")(layers.BatchNormalization(name=f"{name}_bn1")(y))
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = act(layers.BatchNormalization(name=f"{name}_bn1")(y), "relu1")
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
-    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+    if gate is not None:
+        y = gate(y)
+    return act(layers.Add(name=f"{name}_add")([shortcut, y]), "out")
 
 
 def _dense_head(x, head, num_classes, hidden=1024, dropout=0.2):
@@ -115,13 +127,224 @@ def build_small_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, a
     return keras.Model(inputs, layers.Dense(num_classes, name="logits")(x), name=name)
 
 
-# CLI names -> builders. Every builder accepts num_classes, input_size, augment, seed.
+# ----------------------------------------------------------------------------------------------
+# S000: lightResNetl / lightResNetm and the two baselines it compares against (VGG19-BN, ResNet18).
+# Defaults: the kit's grey 44x44 crops of 48x48 faces. channels=3 reproduces the thesis's counts
+# (2,678,087 / 4,079,431 / 20,038,983 / 11,172,423 trainable; see tests and ../shared/reference S000 §1.4).
+
+# Per stage: (output channels, stride, hidden width of block 1, hidden width of block 2) at width=64.
+LIGHTRESNET_STAGES = {
+    # lightResNetl: hidden = 2 x the block's output channels, both blocks of a stage alike.
+    "l": ((64, 1, 128, 128), (128, 2, 256, 256), (256, 2, 512, 512), (512, 2, 1024, 1024)),
+    # lightResNetm: hidden = expansion (2,4,4,4) x the block's input channels.
+    "m": ((64, 1, 128, 128), (128, 2, 256, 512), (256, 2, 512, 1024), (512, 2, 1024, 2048)),
+}
+
+
+def _inverted_residual(x, hidden, filters, stride, name, relu_after_add=False):
+    """MobileNetV2-style block as S000 reproduces: 1x1 expand (no bias)-BN-ReLU, 3x3 depthwise (stride,
+    with bias)-BN-ReLU, 1x1 project (no bias)-BN, + shortcut (1x1 conv-BN when the stride or width changes).
+
+    The thesis does not say where the activations are; this follows MobileNetV2 (linear bottleneck,
+    nothing after the addition); relu_after_add=True gives the ResNet reading.
+    """
+    y = layers.Conv2D(hidden, 1, use_bias=False, name=f"{name}_expand")(x)
+    y = layers.ReLU(name=f"{name}_expand_relu")(layers.BatchNormalization(name=f"{name}_expand_bn")(y))
+    y = layers.DepthwiseConv2D(3, strides=stride, padding="same", name=f"{name}_dw")(y)
+    y = layers.ReLU(name=f"{name}_dw_relu")(layers.BatchNormalization(name=f"{name}_dw_bn")(y))
+    y = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(y)
+    y = layers.BatchNormalization(name=f"{name}_project_bn")(y)
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return layers.ReLU(name=f"{name}_out")(y) if relu_after_add else y
+
+
+def _classifier(x, num_classes, dropout):
+    """[Dropout] -> Dense logits."""
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    return layers.Dense(num_classes, name="logits")(x)
+
+
+def build_lightresnet(variant: str = "l", num_classes: int = 7, input_size: int = config.CROP_SIZE,
+                      channels: int = 1, augment: str = "full", width: int = 64, dropout: float = 0.5,
+                      relu_after_add: bool = False, seed: int | None = None, name: str | None = None) -> keras.Model:
+    """lightResNetl ('l') or lightResNetm ('m') of S000: 3x3 stride-1 stem, four stages of two
+    inverted-residual blocks (stride 2 in the depthwise conv of stages 3-5), GAP, dropout, 7-way FC.
+
+    width scales every channel count (64 = the thesis; smaller for smoke runs). The thesis uses
+    dropout without a rate; 0.5 as in the VGG of the code its counts match.
+    """
+    if variant not in LIGHTRESNET_STAGES:
+        raise ValueError(f"variant {variant!r}: choose 'l' or 'm'")
+    k = width / 64
+    inputs, x = _stem(input_size, augment, seed, channels)
+    x = layers.Conv2D(int(64 * k), 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    for stage, (filters, stride, hidden1, hidden2) in enumerate(LIGHTRESNET_STAGES[variant], start=2):
+        for block, (hidden, s) in enumerate(((hidden1, stride), (hidden2, 1)), start=1):
+            x = _inverted_residual(x, int(hidden * k), int(filters * k), s, f"stage{stage}_block{block}",
+                                   relu_after_add)
+    x = layers.Identity(name="last_conv")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name or f"lightresnet_{variant}")
+
+
+VGG19_STAGES = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+
+
+def build_vgg19(num_classes: int = 7, input_size: int = config.CROP_SIZE, channels: int = 1, augment: str = "full",
+                width: int = 64, dropout: float = 0.5, seed: int | None = None, name: str = "vgg19") -> keras.Model:
+    """VGG19 with BN as S000 counts it (the WuJie1010 FER code): 16 conv3x3 (bias) -BN-ReLU in five
+    stages, each max-pooled (44 -> 1x1x512), Flatten, dropout 0.5, one FC 512 -> 7."""
+    k = width / 64
+    inputs, x = _stem(input_size, augment, seed, channels)
+    for stage, (filters, n) in enumerate(VGG19_STAGES, start=1):
+        for i in range(1, n + 1):
+            last = stage == len(VGG19_STAGES) and i == n
+            x = layers.Conv2D(int(filters * k), 3, padding="same", name=f"stage{stage}_conv{i}")(x)
+            x = layers.BatchNormalization(name=f"stage{stage}_bn{i}")(x)
+            x = layers.ReLU(name="last_conv" if last else f"stage{stage}_relu{i}")(x)
+        x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name)
+
+
+RESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+def _resnet_features(x, depth=18, width=64, gate=None, activation="relu", stem="cifar", prefix=""):
+    """Stem + the four stages of basic blocks (strides 1,2,2,2). stem='cifar': conv3x3 stride 1, no
+    pooling (S000's ResNet18, the FER code's); 'imagenet': conv7x7 stride 2 + max-pool 3x3 stride 2."""
+    if stem == "imagenet":
+        x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, name=f"{prefix}stem_conv")(x)
+    else:
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{prefix}stem_conv")(x)
+    x = layers.BatchNormalization(name=f"{prefix}stem_bn")(x)
+    x = (layers.PReLU(shared_axes=[1, 2], name=f"{prefix}stem_act") if activation == "prelu"
+         else layers.ReLU(name=f"{prefix}stem_act"))(x)
+    if stem == "imagenet":
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{prefix}stem_pool")(x)
+    return x
+
+
+def _resnet_stages(x, depth, width, gate=None, activation="relu", prefix=""):
+    for stage, n in enumerate(RESNET_BLOCKS[depth], start=1):
+        for block in range(1, n + 1):
+            stride = 2 if stage > 1 and block == 1 else 1
+            x = _residual_block(x, width * 2 ** (stage - 1), f"{prefix}stage{stage}_block{block}", stride,
+                                gate() if gate else None, activation)
+    return x
+
+
+def build_resnet(depth: int = 18, num_classes: int = 7, input_size: int = config.CROP_SIZE, channels: int = 1,
+                 augment: str = "full", width: int = 64, dropout: float = 0.5, stem: str = "cifar",
+                 seed: int | None = None, name: str | None = None) -> keras.Model:
+    """ResNet18/34 of basic blocks. stem='cifar' (default) is the ResNet18 whose count S000 reports
+    (11,172,423 = conv3x3 stem, no max-pool, FC 512 -> 7); the FER code pools with avg_pool(4) on the
+    6x6 map, which drops the last two rows and columns: GAP here."""
+    if depth not in RESNET_BLOCKS:
+        raise ValueError(f"depth {depth}: choose 18 or 34")
+    inputs, x = _stem(input_size, augment, seed, channels)
+    x = _resnet_stages(_resnet_features(x, depth, width, stem=stem), depth, width)
+    x = layers.GlobalAveragePooling2D(name="gap")(layers.Identity(name="last_conv")(x))
+    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name or f"resnet{depth}")
+
+
+# ----------------------------------------------------------------------------------------------
+# S001: OBSR-Net, bilinear ResNet34.
+
+def _imagenet_backbone(preset: str, size: int):
+    """A KerasHub ResNet backbone from `preset` (needs network and `pip install keras-hub`), e.g.
+    'hf://timm/resnet34.a1_in1k'. Not exercised offline; the kit's default is random initialisation."""
+    try:
+        import keras_hub
+    except ImportError as err:
+        raise ImportError("pretrained backbones need KerasHub: pip install keras-hub (and network access)") from err
+    return keras_hub.models.Backbone.from_preset(preset, image_shape=(size, size, 3))
+
+
+def build_obsr_net(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, channels: int = 1,
+                   augment: str = "basic", width: int = 64, bilinear: bool = True, shared: bool = True,
+                   stem: str = "cifar", pretrained: str | None = None, freeze_backbone: bool = False,
+                   seed: int | None = None, name: str | None = None) -> keras.Model:
+    """OBSR-Net (S001): two ResNet34 streams, bilinear pooling (outer product summed over locations,
+    signed sqrt, L2), one linear classifier. Gradient centralization is the optimizer's job
+    (training.compile_model(optimizer='adamw_gc')).
+
+    shared=True: one backbone feeds both sides (symmetric B-CNN, half the weights); False: two
+    separately initialised backbones. S001 does not say which; both start from the same ImageNet
+    weights there. bilinear=False: the plain ResNet34 row of S001's ablation (GAP head).
+    pretrained: a KerasHub preset for ImageNet weights (Colab); None (default, offline): random init,
+    stem='cifar' suits 48x48 faces (the ImageNet stem leaves a 2x2 map).
+    """
+    inputs, x = _stem(input_size, augment, seed, channels)
+
+    def backbone(tag):
+        if pretrained:
+            rgb = layers.Concatenate(name=f"{tag}rgb")([x, x, x]) if x.shape[-1] == 1 else x
+            rgb = layers.Normalization(mean=[0.485, 0.456, 0.406], variance=[0.229 ** 2, 0.224 ** 2, 0.225 ** 2],
+                                       name=f"{tag}imagenet_norm")(rgb)
+            net = _imagenet_backbone(pretrained, input_size)
+            net.trainable = not freeze_backbone
+            return net(rgb)
+        return _resnet_stages(_resnet_features(x, 34, width, stem=stem, prefix=tag), 34, width, prefix=tag)
+
+    a = backbone("a_")
+    if not bilinear:
+        x = layers.GlobalAveragePooling2D(name="gap")(layers.Identity(name="last_conv")(a))
+        return keras.Model(inputs, _classifier(x, num_classes, 0.0), name=name or "resnet34")
+    a = layers.Identity(name="last_conv")(a)
+    b = a if shared else backbone("b_")
+    x = BilinearPooling(name="bilinear")([a, b])
+    return keras.Model(inputs, _classifier(x, num_classes, 0.0), name=name or "obsr_net")
+
+
+# ----------------------------------------------------------------------------------------------
+# S002: CA-ResNet, coordinate-attention basic blocks, mixed attention after the stem, focal loss.
+
+def build_ca_resnet(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, downsample: int = 2,
+                    channels: int = 1, augment: str = "full", width: int = 64, dropout: float = 0.3,
+                    ca_reduction: int = 32, seed: int | None = None, name: str = "ca_resnet") -> keras.Model:
+    """S002's network: 48x48 grey -> average-pooled to 24x24 (downsample=2, the paper's choice; 1 keeps
+    48x48) -> conv3x3-BN-PReLU -> mixed channel+spatial attention -> max-pool -> four stages of two
+    CABasicBlocks (basic block, PReLU, coordinate attention on the residual branch) -> BN + PReLU ->
+    GAP -> dropout 0.3 -> FC.
+
+    Readings where S002 contradicts itself (see the notebook): two blocks per stage (Sec. 3.3, not
+    ResNet34's 3/4/6/3); dropout before the FC (abstract), not after; basic, not bottleneck, blocks.
+    """
+    inputs, x = _stem(input_size, augment, seed, channels)
+    if downsample > 1:
+        x = layers.AveragePooling2D(downsample, name="downsample")(x)
+    x = _resnet_features(x, 18, width, activation="prelu")
+    x = layers.MaxPooling2D(name="stem_pool")(MixedAttention(name="mixed_attention")(x))
+    x = _resnet_stages(x, 18, width, gate=lambda: CoordinateAttention(ca_reduction), activation="prelu")
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.PReLU(shared_axes=[1, 2], name="last_conv")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name)
+
+
+# CLI names -> builders. Every builder accepts num_classes, input_size, augment, seed; the paper
+# models also width and channels.
 MODELS = {
     "small_cnn": build_small_cnn,
     "baseline_cnn": build_s004,
     "residual_cnn": partial(build_s004, residual=True),
     "cbam_cnn": partial(build_s004, residual=True, cbam=True),
     "gap_cnn": partial(build_s004, residual=True, cbam=True, head="gap"),
+    "lightresnet_l": partial(build_lightresnet, "l"),
+    "lightresnet_m": partial(build_lightresnet, "m"),
+    "vgg19": build_vgg19,
+    "resnet18": partial(build_resnet, 18),
+    "resnet34": partial(build_obsr_net, bilinear=False),
+    "obsr_net": build_obsr_net,
+    "obsr_net_two_stream": partial(build_obsr_net, shared=False),
+    "ca_resnet": build_ca_resnet,
 }
 
 
@@ -129,7 +352,7 @@ def build_model(name: str, **kwargs) -> keras.Model:
     """Build a kit model by its CLI name (see MODELS)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    model = MODELS[name](**kwargs)
+    model = MODELS[name](**{k: v for k, v in kwargs.items() if v is not None})
     if name != "small_cnn" and "name" not in kwargs:
         model.name = name
     return model

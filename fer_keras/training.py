@@ -54,18 +54,105 @@ class FaceBatches(keras.utils.PyDataset):
             self.rng.shuffle(self.order)
 
 
+def centralize_gradient(grad, variable=None):
+    """Gradient centralization (Yong et al., 2020; S001 eq. 8): subtract from each output channel's
+    gradient its mean over that channel's fan-in (all axes but the last; for depthwise kernels
+    (kh, kw, C, m) the kernel axes only). Tensors of rank < 2 (biases, BN) are returned unchanged."""
+    if grad is None or len(grad.shape) < 2:
+        return grad
+    depthwise = variable is not None and "depthwise" in getattr(variable, "path", variable.name)
+    axes = (0, 1) if depthwise else tuple(range(len(grad.shape) - 1))
+    return grad - keras.ops.mean(grad, axis=axes, keepdims=True)
+
+
+class GradientCentralization:
+    """Mixin for any Keras 3 optimizer: gradients are centralized before the optimizer's own update,
+    on every backend (it overrides `apply`, which fit calls on TF, JAX and torch).
+
+    With SGD (with or without momentum) each kernel update then has zero mean over each output
+    channel's fan-in, so that mean stays at its initial value (S001 eq. 12). With Adam/AdamW the moments
+    are built from centralized gradients, but the per-element 1/sqrt(v) scaling means the update itself
+    is only approximately zero-mean: that is GC as its authors implement it for Adam.
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        variables = trainable_variables if trainable_variables is not None else self._trainable_variables
+        grads = [centralize_gradient(g, v) for g, v in zip(grads, variables)]
+        return super().apply(grads, trainable_variables)
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class AdamGC(GradientCentralization, keras.optimizers.Adam):
+    """Adam with gradient centralization (S001's CK+ optimizer)."""
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class AdamWGC(GradientCentralization, keras.optimizers.AdamW):
+    """AdamW with gradient centralization (S001's FER2013 optimizer)."""
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class SGDGC(GradientCentralization, keras.optimizers.SGD):
+    """SGD with gradient centralization."""
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class SparseFocalLoss(keras.losses.Loss):
+    """Focal loss (Lin et al., 2017) for integer labels and logits: mean over the batch of
+    -alpha (1 - p_t)^gamma log p_t, through Keras' categorical_focal_crossentropy on one-hot labels.
+    S002 gives only ranges (alpha in [0, 1], gamma in [0, 5]); defaults are Lin et al.'s 0.25 and 2.
+    gamma=0 and alpha=1 give plain cross-entropy."""
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=True, name="sparse_focal_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.alpha, self.gamma, self.from_logits = float(alpha), float(gamma), bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        if len(y_true.shape) == len(y_pred.shape):  # (N, 1) or soft labels already (N, C)
+            y_true = y_true if y_true.shape[-1] == y_pred.shape[-1] else keras.ops.squeeze(y_true, -1)
+        if len(y_true.shape) < len(y_pred.shape):
+            y_true = keras.ops.one_hot(keras.ops.cast(y_true, "int32"), y_pred.shape[-1])
+        return keras.losses.categorical_focal_crossentropy(y_true, y_pred, alpha=self.alpha, gamma=self.gamma,
+                                                           from_logits=self.from_logits)
+
+    def get_config(self):
+        return super().get_config() | {"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits}
+
+
+class S000StepDecay:
+    """S000's schedule: lr0 until `start`, then x `factor` every `every` epochs (thesis: FER2013 80/5/0.9,
+    CK+ 20/1/0.8). For keras.callbacks.LearningRateScheduler."""
+
+    def __init__(self, lr0=0.01, start=80, every=5, factor=0.9):
+        self.lr0, self.start, self.every, self.factor = lr0, start, every, factor
+
+    def __call__(self, epoch, lr=None):
+        if epoch <= self.start:
+            return float(self.lr0)
+        return float(self.lr0 * self.factor ** ((epoch - self.start) // self.every))
+
+
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+              "adam_gc": AdamGC, "adamw_gc": AdamWGC, "sgd_gc": SGDGC}
+
+
 def compile_model(model, learning_rate=1e-3, optimizer="adam", soft_labels=False, weight_decay=None,
-                  label_smoothing=0.0, loss=None):
-    """Compile with a from-logits cross-entropy (sparse for int labels, dense for soft labels)."""
-    if optimizer == "adam":
-        opt = keras.optimizers.Adam(learning_rate)
-    elif optimizer == "adamw":
-        opt = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 1e-4)
-    elif optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=weight_decay)
-    else:
-        raise ValueError(f"optimizer {optimizer!r}: choose adam, adamw or sgd")
-    if loss is None:
+                  label_smoothing=0.0, loss=None, focal_alpha=0.25, focal_gamma=2.0):
+    """Compile with a from-logits loss: cross-entropy (sparse for int labels, dense for soft labels), or
+    loss='focal' (SparseFocalLoss, alpha/gamma). optimizer: adam, adamw, sgd (momentum 0.9), or the same
+    with '_gc' (gradient centralization). learning_rate may be a float or a keras schedule.
+    weight_decay is Keras' decoupled decay (AdamW-style; for plain SGD it equals an L2 term)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    kwargs = {"momentum": 0.9} if optimizer.startswith("sgd") else {}
+    if optimizer.startswith("adamw"):
+        kwargs["weight_decay"] = weight_decay or 1e-4
+    elif weight_decay:
+        kwargs["weight_decay"] = weight_decay
+    opt = OPTIMIZERS[optimizer](learning_rate, **kwargs)
+    if loss == "focal":
+        loss = SparseFocalLoss(focal_alpha, focal_gamma)
+    elif loss in (None, "crossentropy"):
         if soft_labels or label_smoothing:
             loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
         else:

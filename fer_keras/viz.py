@@ -25,7 +25,7 @@ def plot_history(history: dict, metrics=("loss", "accuracy", "learning_rate")):
         ax.plot(epochs, history[m], label="train" if m != "learning_rate" else "lr")
         if f"val_{m}" in history:
             ax.plot(epochs, history[f"val_{m}"], label="validation")
-        if m == "learning_rate":
+        if m == "learning_rate" and min(history[m]) > 0:  # a cosine schedule ends at 0
             ax.set_yscale("log")
         ax.set(title=m, xlabel="epoch")
         ax.legend()

@@ -27,12 +27,13 @@ sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
-    from fer_keras.experiment import S004_STEPS
+    from fer_keras.experiment import S004_STEPS, STEPS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", nargs="+", default=list(S004_STEPS))
+    p.add_argument("--steps", nargs="+", default=list(S004_STEPS), choices=list(STEPS),
+                   help="default: the S004 path; paper runs: " + " ".join(s for s in STEPS if s not in S004_STEPS))
     p.add_argument("--time-limit", type=float, default=8.0, help="minutes per run (training part)")
     p.add_argument("--mem-fraction", type=float, default=None, help="GPU memory share per run")
     p.add_argument("--epochs", type=int, default=None)

@@ -1,0 +1,168 @@
+"""The paper models of notebooks 08-10 (S000, S001, S002), their layers, gradient centralization,
+focal loss and the thop FLOPs convention."""
+
+import keras
+import numpy as np
+import pytest
+
+from fer_keras import experiment, flops, models, training
+from fer_keras.layers import BilinearPooling, CoordinateAttention, MixedAttention
+
+# S000 Table 3-1: (trainable params, FLOPs) at 3 x 44 x 44 under the thop convention.
+S000_TABLE = {"lightresnet_l": (2_678_087, 342_251_520), "lightresnet_m": (4_079_431, 446_557_184),
+              "vgg19": (20_038_983, 677_413_888), "resnet18": (11_172_423, 1_100_677_120)}
+
+
+@pytest.mark.parametrize("name", sorted(S000_TABLE))
+def test_s000_counts_reproduce_the_thesis(name):
+    params, thesis_flops = S000_TABLE[name]
+    rgb = models.build_model(name, channels=3)
+    assert rgb.input_shape == (None, 44, 44, 3)
+    assert models.trainable_params(rgb) == params
+    # the kit's grey input: only the first conv shrinks, by 64 filters x 3 x 3 x 2 channels
+    assert models.trainable_params(models.build_model(name)) == params - 1152
+    counted = flops.count_flops(rgb, "thop")
+    # VGG19: the FER code's no-op AvgPool2d(1) on the 1x1x512 map adds 512 in thop; the kit has no such layer
+    assert counted == (thesis_flops - 512 if name == "vgg19" else thesis_flops)
+
+
+def test_lightresnet_shapes_and_widths():
+    m = models.build_model("lightresnet_m")
+    assert m.get_layer("last_conv").output.shape[1:] == (6, 6, 512)
+    assert m.get_layer("stage3_block2_expand").filters == 512  # expansion 4 x 128 inputs
+    assert models.build_model("lightresnet_l").get_layer("stage3_block2_expand").filters == 256
+    small = models.build_model("lightresnet_l", width=16)
+    assert small.get_layer("last_conv").output.shape[-1] == 128
+    with pytest.raises(ValueError, match="variant"):
+        models.build_lightresnet("x")
+
+
+def test_bilinear_pooling_matches_the_formula():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 3, 3, 4)).astype("float32"), rng.normal(size=(2, 3, 3, 5)).astype("float32")
+    out = keras.ops.convert_to_numpy(BilinearPooling()([a, b]))
+    m = np.einsum("nlc,nld->ncd", a.reshape(2, 9, 4), b.reshape(2, 9, 5)).reshape(2, 20)
+    y = np.sign(m) * np.sqrt(np.abs(m))
+    np.testing.assert_allclose(out, y / np.linalg.norm(y, axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+
+
+def test_obsr_net_streams_and_ablation_models():
+    shared = models.build_model("obsr_net", width=16)
+    two = models.build_model("obsr_net_two_stream", width=16)
+    plain = models.build_model("resnet34", width=16)
+    assert shared.get_layer("bilinear").output.shape[-1] == 128 * 128
+    backbone = models.trainable_params(plain) - (128 * 7 + 7)
+    assert models.trainable_params(two) - models.trainable_params(shared) == backbone
+    assert models.trainable_params(shared) == backbone + 128 * 128 * 7 + 7
+    assert shared.output_shape == plain.output_shape == (None, 7)
+
+
+def test_coordinate_attention_gates_and_identity():
+    x = np.random.default_rng(1).normal(size=(2, 6, 5, 16)).astype("float32")
+    ca = CoordinateAttention(reduction=4)
+    assert ca(x).shape == x.shape
+    a_h, a_w = ca.gates(x)
+    assert tuple(a_h.shape) == (2, 6, 1, 16) and tuple(a_w.shape) == (2, 1, 5, 16)
+    for conv in (ca.gate_h, ca.gate_w):  # gates saturated at 1 -> the layer is the identity
+        conv.kernel.assign(np.zeros(conv.kernel.shape, "float32"))
+        conv.bias.assign(np.full(conv.bias.shape, 30.0, "float32"))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ca(x)), x, rtol=1e-5, atol=1e-5)
+
+
+def test_mixed_attention_and_ca_resnet_layout():
+    assert MixedAttention()(np.ones((1, 4, 4, 32), "float32")).shape == (1, 4, 4, 32)
+    m = models.build_model("ca_resnet", width=16)
+    assert m.get_layer("downsample").output.shape[1:3] == (24, 24)
+    assert m.get_layer("dropout").rate == 0.3
+    assert any(isinstance(layer, keras.layers.PReLU) for layer in m.layers)
+    assert sum(isinstance(layer, CoordinateAttention) for layer in m.layers) == 8
+    full = models.build_model("ca_resnet", width=16, downsample=1)
+    assert full.get_layer("last_conv").output.shape[1:3] == (3, 3)
+
+
+@pytest.mark.parametrize("name", ["ca_resnet", "obsr_net"])
+def test_paper_models_round_trip_as_keras_files(tmp_path, name):
+    m = models.build_model(name, width=8)
+    x = np.random.default_rng(0).uniform(0, 255, (2,) + m.input_shape[1:]).astype("float32")
+    m.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ gradient centralization
+def _step(opt, grads, shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    variables = [keras.Variable(rng.normal(size=s).astype("float32"), name=n) for n, s in shapes]
+    before = [v.numpy().copy() for v in variables]
+    for g in grads:
+        opt.apply_gradients([(keras.ops.convert_to_tensor(gi), v) for gi, v in zip(g, variables)])
+    return [v.numpy() - b for v, b in zip(variables, before)], variables
+
+
+def test_gc_update_has_zero_mean_over_each_output_channels_fan_in():
+    shapes = [("kernel", (3, 3, 4, 5)), ("dense_kernel", (8, 3)), ("bias", (5,))]
+    rng = np.random.default_rng(1)
+    grads = [[rng.normal(size=s).astype("float32") + 0.5 for _, s in shapes] for _ in range(3)]
+    updates, _ = _step(training.SGDGC(0.1, momentum=0.9), grads, shapes)
+    np.testing.assert_allclose(updates[0].mean(axis=(0, 1, 2)), 0, atol=1e-6)
+    np.testing.assert_allclose(updates[1].mean(axis=0), 0, atol=1e-6)
+    assert np.abs(updates[0]).mean() > 1e-2  # it did move
+    plain, _ = _step(keras.optimizers.SGD(0.1, momentum=0.9), grads, shapes)
+    np.testing.assert_allclose(updates[2], plain[2], rtol=1e-6)  # biases are not centralized
+    assert np.abs(plain[0].mean(axis=(0, 1, 2))).max() > 1e-2  # without GC the mean moves
+
+
+def test_gc_with_adam_and_adamw_centralizes_the_moments():
+    shapes = [("kernel", (3, 3, 2, 4))]
+    grads = [[np.random.default_rng(2).normal(size=(3, 3, 2, 4)).astype("float32") + 1.0]]
+    for opt in (training.AdamGC(0.01), training.AdamWGC(0.01, weight_decay=1e-4)):
+        _step(opt, grads, shapes)
+        momentum = [v for v in opt.variables if v.shape == (3, 3, 2, 4) and "momentum" in v.path][0]
+        np.testing.assert_allclose(momentum.numpy().mean(axis=(0, 1, 2)), 0, atol=1e-7)
+
+
+def test_gc_depthwise_kernels_centre_per_channel():
+    g = np.random.default_rng(3).normal(size=(3, 3, 4, 1)).astype("float32")
+    v = keras.Variable(np.zeros((3, 3, 4, 1), "float32"), name="depthwise_kernel")
+    out = keras.ops.convert_to_numpy(training.centralize_gradient(keras.ops.convert_to_tensor(g), v))
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), 0, atol=1e-6)
+    np.testing.assert_allclose(out - g, np.broadcast_to(-g.mean(axis=(0, 1), keepdims=True), g.shape), atol=1e-6)
+
+
+# ------------------------------------------------------------------ focal loss, schedules, recipes
+def test_focal_loss_equals_the_formula():
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0], [1.0, 1.0, 1.0]], "float32")
+    y = np.array([0, 2, 1])
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    pt = p[np.arange(3), y]
+    for alpha, gamma in ((0.25, 2.0), (0.5, 1.0), (1.0, 0.0)):
+        expected = np.mean(-alpha * (1 - pt) ** gamma * np.log(pt))
+        got = float(training.SparseFocalLoss(alpha, gamma)(y, logits))
+        assert got == pytest.approx(expected, rel=1e-5)
+    ce = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits))
+    assert float(training.SparseFocalLoss(1.0, 0.0)(y, logits)) == pytest.approx(ce, rel=1e-5)
+
+
+def test_s000_step_decay():
+    sched = training.S000StepDecay(0.01, start=80, every=5, factor=0.9)
+    assert [sched(e) for e in (0, 80, 84, 85, 90)] == pytest.approx([0.01, 0.01, 0.01, 0.009, 0.0081])
+
+
+def test_compile_model_options():
+    m = models.build_model("small_cnn")
+    training.compile_model(m, 1e-3, "adamw_gc", loss="focal", focal_gamma=1.0)
+    assert isinstance(m.optimizer, training.AdamWGC) and m.loss.gamma == 1.0
+    with pytest.raises(ValueError, match="optimizer"):
+        training.compile_model(m, 1e-3, "lion")
+
+
+def test_paper_run_configs():
+    cfg = experiment.step_config("08_lightresnet_l", "full")
+    assert (cfg["optimizer"], cfg["learning_rate"], cfg["batch_size"], cfg["weight_decay"]) == ("sgd", 0.01, 128, 5e-4)
+    assert cfg["tta"] == "ten_crop" and cfg["lr_schedule"] == "s000_step"
+    assert experiment.step_config("09_bilinear_gc", "full")["optimizer"] == "adamw_gc"
+    assert experiment.step_config("09_bilinear", "full")["optimizer"] == "adamw"
+    ca = experiment.step_config("10_ca_resnet_focal", "smoke")
+    assert ca["loss"] == "focal" and ca["lr_schedule"] == "cosine" and ca["model_kwargs"] == {"width": 16}
+    assert ca["source"] == "sample"
