@@ -63,7 +63,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names) -
                              "support": int(s[i])} for i, name in enumerate(class_names)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "class_names": list(class_names),
-        "n": int(len(y_true)),
+        "n": len(y_true),
     }
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -114,7 +114,7 @@ class LoadedModel:
     keras_model: object = None
 
     @classmethod
-    def from_keras(cls, model, metadata: dict, path=None, batch_size: int = 256) -> "LoadedModel":
+    def from_keras(cls, model, metadata: dict, path=None, batch_size: int = 256) -> LoadedModel:
         """Wrap an in-memory Keras model (predict returns numpy logits)."""
         return cls(Path(path) if path else None, metadata,
                    lambda x: np.asarray(model.predict(x, batch_size=batch_size, verbose=0)), model)

@@ -42,7 +42,7 @@ def main(folder: str) -> None:
             "overall": float(sum(table.loc[c, c] for c in config.FER2013_CLASSES) / table.to_numpy().sum()),
             "per_fer2013_class": agree, "images_compared": int(table.to_numpy().sum())},
         "ckplus_test_rows_with_training_subject": {"leaky_per_class_folds": leaky, "subject_folds_seed0": fair,
-                                                  "total_rows": int(len(ck.y))},
+                                                  "total_rows": len(ck.y)},
         "provenance": provenance.provenance(),
     }
     out = Path("results/data_layer.json")

@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 HEADER_FIELDS = ("**Builds on:**", "**New idea:**", "**Accelerator:**", "**Runtime:**", "**Last modified:**")
 BADGE = "colab.research.google.com/github/"
-SOLUTION = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION\n.*?^[ \t]*# END SOLUTION\n?", re.M | re.S)
+SOLUTION = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION\n.*?^[ \t]*# END SOLUTION\n?", re.MULTILINE | re.DOTALL)
 
 
 def _source(cell) -> str:

@@ -1,8 +1,8 @@
 import json
 
 import pytest
-from conftest import fer_rows, write_fer_csv
 
+from conftest import fer_rows, write_fer_csv
 from fer_keras import cli
 
 

@@ -2,8 +2,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import fer_rows, write_fer_csv
 
+from conftest import fer_rows, write_fer_csv
 from fer_keras import config, data
 from fer_keras.data import FerDataError
 
