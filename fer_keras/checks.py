@@ -147,3 +147,13 @@ def check_focal_loss(fn) -> None:
         assert abs(got - expected) < 1e-9, (f"alpha={alpha}, gamma={gamma}: got {got:.6f}, expected {expected:.6f}; "
                                             "gamma=0, alpha=1 must be plain cross-entropy -log p")
     _ok("focal_loss")
+
+
+def check_region_share(fn) -> None:
+    """fn(heat (S, S), top, bottom) -> share of the map's mass in rows round(top*S):round(bottom*S)."""
+    heat = np.zeros((10, 10))
+    heat[6:9] = 1.0
+    got = float(fn(heat, 0.6, 0.9))
+    assert abs(got - 1.0) < 1e-9, f"all the mass is in rows 6-8: expected 1.0, got {got}; hint: rows round(top*S) to round(bottom*S)"
+    assert abs(float(fn(np.ones((10, 10)), 0.0, 0.3)) - 0.3) < 1e-9, "a uniform map has 30 % of its mass in 30 % of the rows"
+    _ok("region_share")

@@ -77,7 +77,41 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--flip", action="store_true", help="horizontal-flip TTA")
     ev.add_argument("--json", help="write the metrics JSON here")
     ev.add_argument("--report-dir", help="also write confusion_matrix.png and per_class.csv here")
+    ex = sub.add_parser("explain", help="write a saliency overlay PNG for a face image")
+    ex.add_argument("image", help="an image of one face (the whole image is used as the face crop)")
+    ex.add_argument("--model", required=True, help="a .keras file saved by the kit")
+    ex.add_argument("--method", default="grad_cam", choices=["grad_cam", "score_cam", "occlusion",
+                                                             "meaningful_perturbation"])
+    ex.add_argument("--class", dest="class_name", help="class to explain (default: the predicted one)")
+    ex.add_argument("--out", help="output PNG (default: IMAGE_STEM_METHOD.png beside the image)")
     return parser
+
+
+def cmd_explain(args) -> int:
+    import numpy as np
+
+    from fer_keras import apply, explain, modelfile, viz
+
+    loaded = modelfile.load_model(args.model)
+    if loaded.keras_model is None:
+        raise ValueError(f"{args.model}: explain needs the .keras model (gradients and activations), not a "
+                         ".tflite file. Fix: pass the .keras file it was exported from.")
+    names = loaded.metadata["class_names"]
+    target = None
+    if args.class_name:
+        if args.class_name not in names:
+            raise ValueError(f"class {args.class_name!r}: choose one of {', '.join(names)}")
+        target = names.index(args.class_name)
+    face = apply.center_face(apply.read_image(args.image))
+    maps, probs, crop = explain.explain_faces(loaded.keras_model, face[None], args.method, target)
+    c = int(probs[0].argmax()) if target is None else target
+    title = f"{names[c]} p={probs[0][c]:.2f}"
+    fig = viz.plot_saliency(crop, {args.method: maps}, titles=[title], size=2.4)
+    out = Path(args.out) if args.out else Path(args.image).with_name(f"{Path(args.image).stem}_{args.method}.png")
+    viz.save_fig(fig, out)
+    top = np.argsort(probs[0])[::-1][:3]
+    print(f"{args.image}: " + ", ".join(f"{names[i]} {probs[0][i]:.2f}" for i in top) + f" -> wrote {out}")
+    return 0
 
 
 def cmd_info(args) -> int:
@@ -153,13 +187,15 @@ def main(argv=None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from fer_keras.apply import ImageError
     from fer_keras.data import FerDataError
     from fer_keras.modelfile import ModelFileError
 
     args = build_parser().parse_args(argv)
+    commands = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "explain": cmd_explain}
     try:
-        return {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
-    except (FerDataError, ModelFileError, ValueError) as err:
+        return commands[args.command](args)
+    except (FerDataError, ModelFileError, ImageError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

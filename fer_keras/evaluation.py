@@ -6,6 +6,8 @@ returns at least accuracy, macro_f1, per_class, confusion_matrix, n and ten_crop
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from fer_keras import augment, config, data, modelfile
@@ -91,6 +93,34 @@ def evaluate_file(model_path, source="sample", split="PublicTest", tta="none") -
     metrics = evaluate_model(loaded, splits[split], tta)
     metrics.update({"model_file": str(model_path), "data": str(source), "split": split,
                     "label_set": label_set})
+    return metrics
+
+
+def report(model, source="sample", split="PublicTest", tta="none", out_dir=None, label_set="fer2013") -> dict:
+    """Confusion matrix and per-class report for any model in one call.
+
+    model: a kit .keras/.tflite path, a LoadedModel, or an in-memory Keras model (label_set names its
+    classes). Returns the metrics dict plus 'text' (scikit-learn's classification_report); out_dir also
+    gets per_class.csv and confusion_matrix.png.
+    """
+    from sklearn.metrics import classification_report
+
+    if isinstance(model, (str, os.PathLike)):
+        loaded = modelfile.load_model(model)
+    elif isinstance(model, modelfile.LoadedModel):
+        loaded = model
+    else:
+        loaded = modelfile.LoadedModel.from_keras(model, modelfile.make_metadata(model, label_set))
+    label_set = loaded.metadata.get("label_set", label_set)
+    test = data.load_dataset(source, label_set, usages=[split])[split]
+    probs = predict_proba(loaded.predict, test.x, loaded.metadata["input_size"][0], tta)
+    names = loaded.metadata["class_names"]
+    metrics = classification_metrics(test.y, probs, names) | {"tta": tta, "split": split, "data": str(source)}
+    y = test.y.argmax(axis=1) if test.y.ndim == 2 else test.y
+    metrics["text"] = classification_report(y, probs.argmax(axis=1), labels=np.arange(len(names)),
+                                            target_names=names, digits=3, zero_division=0)
+    if out_dir:
+        write_metrics_report(metrics, out_dir, f"{split} (acc {metrics['accuracy']:.3f})")
     return metrics
 
 

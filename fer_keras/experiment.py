@@ -189,12 +189,17 @@ def step_config(step: str, mode: str | None = None, **overrides) -> dict:
     return kwargs | overrides
 
 
+def run_dir(step: str, mode: str | None = None, runs_dir="runs") -> Path:
+    """Where run_step keeps a step's run (model.keras, results.json, figures)."""
+    return Path(runs_dir) / (mode or config.run_mode()) / step
+
+
 def run_step(step: str, mode: str | None = None, runs_dir="runs", retrain=False, **overrides) -> dict:
     """Train and test one S004 step, or reuse `runs_dir/<mode>/<step>/results.json` when it was made
     with the same configuration (so notebook N+1 does not retrain notebook N's model)."""
     mode = mode or config.run_mode()
     kwargs = step_config(step, mode, **overrides)
-    out = Path(runs_dir) / mode / step
+    out = run_dir(step, mode, runs_dir)
     cached = out / "results.json"
     if cached.exists() and not retrain:
         results = json.loads(cached.read_text())

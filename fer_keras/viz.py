@@ -76,3 +76,23 @@ def plot_faces(x, titles=None, ncols=8, size=1.3):
                 ax.set_title(str(titles[i]), fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_saliency(faces, maps: dict, titles=None, size=1.6):
+    """Rows = faces, columns = the face then one overlay per method ({name: maps (N, S, S)})."""
+    from fer_keras.explain import overlay
+
+    faces = np.asarray(faces)
+    n, cols = len(faces), 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(faces[i].squeeze(), cmap="gray", vmin=0, vmax=255)
+        axes[i, 0].set_title(titles[i] if titles else "", fontsize=8)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            axes[i, j].imshow(overlay(faces[i], m[i]))
+            if i == 0:
+                axes[i, j].set_title(name.replace("_", " "), fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -84,3 +84,32 @@ def test_train_step_uses_its_recipe(tmp_path):
     assert results["model"] == "baseline_cnn" and results["params"] == 3_623_239
     assert results["config"]["learning_rate"] == 1e-4 and results["config"]["epochs"] == 1
     assert results["flops"] > 0
+
+
+def test_explain_writes_an_overlay_png(trained_run, tmp_path, capsys):
+    from PIL import Image
+
+    from fer_keras import data
+
+    face = data.load_dataset("sample", usages=["PublicTest"])["PublicTest"].x[0]
+    img = tmp_path / "face.png"
+    Image.fromarray(face).resize((120, 120)).convert("RGB").save(img)
+    out = tmp_path / "overlay.png"
+    assert cli.main(["explain", str(img), "--model", str(trained_run / "model.keras"), "--out", str(out)]) == 0
+    assert out.is_file() and Image.open(out).size[0] > 100
+    assert "wrote" in capsys.readouterr().out
+    assert cli.main(["explain", str(img), "--model", str(trained_run / "model.keras"), "--class", "calm"]) == 2
+    bad = tmp_path / "doc.jpg"
+    bad.write_bytes(b"%PDF-1.4 not an image")
+    assert cli.main(["explain", str(bad), "--model", str(trained_run / "model.keras")]) == 2
+    err = capsys.readouterr().err
+    assert "not an image" in err and "Traceback" not in err
+
+
+def test_report_for_any_model_in_one_call(trained_run):
+    from fer_keras import evaluation, modelfile
+
+    by_path = evaluation.report(trained_run / "model.keras")
+    in_memory = evaluation.report(modelfile.load_model(trained_run / "model.keras").keras_model)
+    assert by_path["accuracy"] == in_memory["accuracy"] and by_path["n"] == 350
+    assert "macro avg" in by_path["text"] and "disgust" in by_path["text"]
