@@ -1,8 +1,14 @@
 """fer_keras: the helper package of the fer-keras course kit (facial expression recognition, Keras 3).
 
-Modules, one per stage: config, data, augment, layers, models, training, evaluation, modelfile,
-viz, checks, cli. Import them explicitly (`from fer_keras import data`); importing the package
-itself does not import Keras or TensorFlow.
+Modules, one per stage: config, data, augment, layers, models, training, evaluation, experiment,
+explain, compress, apply, modelfile, flops, viz, checks, cli. Import them explicitly
+(`from fer_keras import data`); importing the package itself does not import Keras or TensorFlow.
 """
 
+import logging
+
 __version__ = "0.1.0"
+
+# Notebooks build and evaluate many models in one process; TensorFlow then warns that each new
+# predict function is a "retracing". It is expected here and only noise for students.
+logging.getLogger("tensorflow").addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())

@@ -481,9 +481,11 @@ def holdout_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[
 
     y = np.asarray(y)
     strat = y.argmax(axis=1) if y.ndim == 2 else y
-    idx = np.arange(len(y))
-    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
-    return np.sort(tr), np.sort(va)
+    classes, counts = np.unique(strat, return_counts=True)
+    rare = np.isin(strat, classes[counts < 2])  # a class with one face cannot be split: it stays in training
+    idx = np.flatnonzero(~rare)
+    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat[idx])
+    return np.sort(np.concatenate([tr, np.flatnonzero(rare)])), np.sort(va)
 
 
 def to_model_input(x: np.ndarray) -> np.ndarray:
@@ -532,6 +534,74 @@ def load_compact(folder, usages=None) -> dict[str, Split]:
     return out
 
 
+def _fer_and_ferplus_paths(source) -> tuple[Path, Path | None]:
+    """The FER2013 CSV of `source` and the fer2013new.csv beside it (or None: searched later)."""
+    if str(source) == "sample":
+        return sample_path("fer2013"), sample_path("ferplus")
+    fer = find_data_file(config.FER2013_FILES, None if source in (None, "fer2013") else source)
+    beside = [fer.parent / n for n in config.FERPLUS_FILES if (fer.parent / n).is_file()]
+    return fer, beside[0] if beside else None
+
+
+def load_with_votes(source: str | os.PathLike | None = "sample", usages=None) -> dict[str, tuple[Split, np.ndarray]]:
+    """{usage: (FER2013 split with its original labels, FER+ votes (N, 10) of the same rows)}: every face,
+    including those FER+ drops, for comparing the two labelings face by face."""
+    fer_file, plus_file = _fer_and_ferplus_paths(source)
+    plus_file = find_data_file(config.FERPLUS_FILES, plus_file)
+    x, y, usage = read_fer2013(fer_file)
+    votes, plus_usage, _ = read_ferplus_votes(plus_file)
+    aligned = votes[align_ferplus(usage, plus_usage, fer_file, plus_file)]
+    splits = _by_usage(x, y, usage, usages, fer_file)
+    return {u: (s, aligned[s.rows]) for u, s in splits.items()}
+
+
+def label_agreement(y_fer: np.ndarray, votes: np.ndarray) -> pd.DataFrame:
+    """Per FER2013 class: faces, how FER+'s majority rule labels them (same class, another class, or
+    dropped as unknown / not a face / no majority), and the mean share of votes for the FER2013 label."""
+    plus, keep = ferplus_labels(votes, "majority", "ferplus8")
+    names8 = config.LABEL_SETS["ferplus8"]
+    same = np.array([keep[i] and names8[plus[i]] == config.FER2013_CLASSES[c] for i, c in enumerate(y_fer)])
+    share = vote_share(y_fer, votes)
+    rows = {}
+    for c, name in enumerate(config.FER2013_CLASSES):
+        m = y_fer == c
+        n = int(m.sum())
+        rows[name] = {"faces": n, "FER+ same": same[m].mean() if n else np.nan,
+                      "FER+ other class": (keep[m] & ~same[m]).mean() if n else np.nan,
+                      "FER+ dropped": (~keep[m]).mean() if n else np.nan,
+                      "votes for the FER2013 label": share[m].mean() if n else np.nan}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.loc["all"] = {"faces": len(y_fer), "FER+ same": same.mean(), "FER+ other class": (keep & ~same).mean(),
+                        "FER+ dropped": (~keep).mean(), "votes for the FER2013 label": share.mean()}
+    return table
+
+
+def vote_share(y_fer: np.ndarray, votes: np.ndarray) -> np.ndarray:
+    """Share of each face's 10 FER+ votes that went to its FER2013 label."""
+    column = [config.FERPLUS_VOTE_COLUMNS.index(next(k for k, v in config.FERPLUS_TO_KIT.items() if v == name))
+              for name in config.FER2013_CLASSES]
+    total = np.maximum(votes.sum(axis=1), 1e-12)
+    return votes[np.arange(len(y_fer)), np.array(column)[y_fer]] / total
+
+
+def most_disputed(y_fer: np.ndarray, votes: np.ndarray, k: int = 12) -> np.ndarray:
+    """Indices of the k faces whose FER2013 label got the smallest share of FER+ votes (ties: the most
+    spread-out votes first, by entropy), one pass over classes so every class can appear."""
+    share = vote_share(y_fer, votes)
+    p = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
+    entropy = -(p * np.log(np.where(p > 0, p, 1))).sum(axis=1)
+    order = np.lexsort((-entropy, share))
+    picked, per_class = [], {}
+    for i in order:  # round-robin-ish: at most ceil(k / 7) per FER2013 class
+        c = int(y_fer[i])
+        if per_class.get(c, 0) < -(-k // len(config.FER2013_CLASSES)):
+            picked.append(i)
+            per_class[c] = per_class.get(c, 0) + 1
+        if len(picked) == k:
+            break
+    return np.array(picked, int)
+
+
 def load_dataset(source: str | os.PathLike | None = "sample", label_mode: str = "fer2013",
                  usages=None) -> dict[str, Split]:
     """One entry point for the CLI and notebooks -> {usage: Split}.
@@ -542,15 +612,10 @@ def load_dataset(source: str | os.PathLike | None = "sample", label_mode: str = 
     optionally ':probability' for soft labels (default ':majority'); fer2013new.csv is looked for
     beside the CSV first.
     """
-    if str(source) == "sample":
-        fer, plus = sample_path("fer2013"), sample_path("ferplus")
-    elif source not in (None, "fer2013") and (Path(source) / COMPACT_FILES["Training"]).is_file() \
+    if str(source) not in ("sample", "None", "fer2013") and (Path(source) / COMPACT_FILES["Training"]).is_file() \
             and label_mode == "fer2013" and not any((Path(source) / n).is_file() for n in config.FER2013_FILES):
         return load_compact(source, usages)
-    else:
-        fer = find_data_file(config.FER2013_FILES, None if source in (None, "fer2013") else source)
-        beside = [fer.parent / n for n in config.FERPLUS_FILES if (fer.parent / n).is_file()]
-        plus = beside[0] if beside else None
+    fer, plus = _fer_and_ferplus_paths(source)
     if label_mode == "fer2013":
         return load_fer2013(fer, usages)
     label_set, _, mode = label_mode.partition(":")

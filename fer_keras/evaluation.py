@@ -96,6 +96,26 @@ def evaluate_file(model_path, source="sample", split="PublicTest", tta="none") -
     return metrics
 
 
+def cross_label_metrics(loaded: modelfile.LoadedModel, split: data.Split, target_label_set: str,
+                        tta: str = "none") -> dict:
+    """Score a model on faces labelled in another label set, matching classes by name: a prediction counts
+    when its class name equals the face's label, so a 7-class model is never right on a contempt face.
+    This puts models trained on FER2013, FER+ or FERm labels on one test set (e.g. FER+ majority)."""
+    from sklearn.metrics import f1_score, recall_score
+
+    target = list(config.LABEL_SETS[target_label_set])
+    names = loaded.metadata["class_names"]
+    probs = predict_proba(loaded.predict, split.x, loaded.metadata["input_size"][0], tta)
+    pred = np.array([target.index(names[i]) if names[i] in target else -1 for i in probs.argmax(axis=1)])
+    y = split.y.argmax(axis=1) if split.y.ndim == 2 else split.y
+    labels = np.arange(len(target))
+    recall = recall_score(y, pred, labels=labels, average=None, zero_division=0)
+    return {"accuracy": float(np.mean(pred == y)),
+            "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+            "recall": {name: float(r) for name, r in zip(target, recall)}, "n": len(y),
+            "label_set": target_label_set, "model_classes": list(names), "tta": tta}
+
+
 def report(model, source="sample", split="PublicTest", tta="none", out_dir=None, label_set="fer2013") -> dict:
     """Confusion matrix and per-class report for any model in one call.
 

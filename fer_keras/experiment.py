@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 
 from fer_keras import config, data, evaluation, flops, modelfile, models, provenance, training
@@ -55,10 +56,18 @@ PAPER_RUNS = {
     "10_ca_resnet_ce": S002_RECIPE | {"model": "ca_resnet", "loss": "crossentropy"},
     "10_ca_resnet_focal": S002_RECIPE | {"model": "ca_resnet"},
 }
-STEPS = S004_STEPS | PAPER_RUNS
+# Notebook 14: one model and recipe (the S004 path's last step), four labelings of the same faces.
+LABEL_RUNS = {
+    "14_fer2013": {"label_mode": "fer2013"},
+    "14_ferplus_majority": {"label_mode": "ferplus8"},
+    "14_ferplus_probability": {"label_mode": "ferplus8:probability"},
+    "14_ferm": {"label_mode": "ferm"},
+}
+STEPS = S004_STEPS | PAPER_RUNS | LABEL_RUNS
 # Smoke mode: same code path on the bundled sample, sizes shrunk (paper models at a quarter width).
 SMOKE = {"source": "sample", "epochs": 1, "batch_size": 32}
 SMOKE_PAPER = SMOKE | {"model_kwargs": {"width": 16}}
+SMOKE_LABELS = SMOKE | {"model": "small_cnn", "epochs": 2, "learning_rate": 1e-3}
 
 
 def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013", epochs=10, batch_size=64,
@@ -181,6 +190,9 @@ def step_config(step: str, mode: str | None = None, **overrides) -> dict:
     if step in S004_STEPS:
         kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS[step]
         smoke = SMOKE
+    elif step in LABEL_RUNS:
+        kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS["07_augmentation"] | LABEL_RUNS[step]
+        smoke = SMOKE_LABELS
     else:
         kwargs = {"source": "fer2013"} | PAPER_RUNS[step]
         smoke = SMOKE_PAPER
@@ -236,3 +248,57 @@ def compare(runs: dict[str, dict], per_class: str = "recall") -> pd.DataFrame:
         row |= {f"{per_class} {c}": round(v[per_class], 3) for c, v in single["per_class"].items()}
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def label_table(runs: dict[str, dict], source="sample", runs_dir="runs", mode=None) -> pd.DataFrame:
+    """Notebook 14's table: each run's model scored on the FER+ majority PublicTest (8 classes, classes
+    matched by name; FER+'s protocol), and on its own labels' PublicTest."""
+    test = data.load_dataset(source, "ferplus8", usages=["PublicTest"])["PublicTest"]
+    rows = {}
+    for step, r in runs.items():
+        loaded = modelfile.load_model(run_dir(step, mode, runs_dir) / "model.keras")
+        plus = evaluation.cross_label_metrics(loaded, test, "ferplus8")
+        rows[step] = {"trained on": r["data"]["label_mode"], "train faces": r["data"]["train_n"],
+                      "FER+ majority test acc": round(plus["accuracy"], 4),
+                      "FER+ majority macro-F1": round(plus["macro_f1"], 4),
+                      "own-label test acc": round(r["test"]["accuracy"], 4), "own test n": r["test"]["n"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# CK+ (notebook 14): S000's CK+ recipe: SGD momentum 0.9, L2 5e-4, lr 0.01 then x0.8 every epoch from
+# epoch 20, 60 epochs, batch 32 (the thesis's; its code used 128).
+CKPLUS_RECIPE = {"learning_rate": 0.01, "epochs": 60, "batch_size": 32, "weight_decay": 5e-4, "augment": "full",
+                 "decay_start": 20, "decay_factor": 0.8}
+
+
+def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", source=None, seed: int = 0,
+              model_kwargs: dict | None = None, verbose=0, command=None, **recipe) -> dict:
+    """k-fold cross-validation on CK+ with subject-independent folds ('subject') or the seed's leaky
+    per-class folds ('leaky'), same model and recipe (CKPLUS_RECIPE, overridable); one fresh model per
+    fold, trained for a fixed number of epochs (no early stopping, so the test fold is never consulted).
+    source: 'sample' (bundled 24 subjects), a CK+48 CSV, or None (found through $FER_KERAS_DATA)."""
+    if scheme not in ("subject", "leaky"):
+        raise ValueError(f"scheme {scheme!r}: choose 'subject' or 'leaky'")
+    cfg = CKPLUS_RECIPE | recipe
+    ck = data.load_ckplus(data.sample_path("ckplus") if str(source) == "sample" else source)
+    folds = data.subject_kfold(ck.y, ck.subject, k, seed) if scheme == "subject" else data.leaky_kfold(ck.y, k)
+    leaks = data.fold_leakage(folds, ck.subject)
+    names = config.LABEL_SETS["ckplus"]
+    accuracies, start = [], time.perf_counter()
+    for f, (tr, te) in enumerate(folds):
+        keras.utils.set_random_seed(seed + f)
+        net = models.build_model(model, num_classes=len(names), augment=cfg["augment"], seed=seed,
+                                 **(model_kwargs or {}))
+        training.compile_model(net, cfg["learning_rate"], "sgd", weight_decay=cfg["weight_decay"])
+        schedule = training.S000StepDecay(cfg["learning_rate"], cfg["decay_start"], 1, cfg["decay_factor"])
+        training.fit(net, data.Split(ck.x[tr], ck.y[tr], tr), None, cfg["epochs"], cfg["batch_size"],
+                     callbacks=[keras.callbacks.LearningRateScheduler(schedule)], seed=seed + f, verbose=verbose)
+        probs = evaluation.predict_proba(lambda v, n=net: keras.ops.convert_to_numpy(n(v, training=False)),
+                                         ck.x[te], net.input_shape[1])
+        accuracies.append(float((probs.argmax(axis=1) == ck.y[te]).mean()))
+    return {"scheme": scheme, "k": k, "model": model, "model_kwargs": model_kwargs, "config": cfg, "seed": seed,
+            "data": {"source": str(source), "faces": len(ck.y), "subjects": len(np.unique(ck.subject))},
+            "fold_accuracy": accuracies, "mean_accuracy": float(np.mean(accuracies)),
+            "std_accuracy": float(np.std(accuracies)), "test_sizes": [len(te) for _, te in folds],
+            "leaked_test_rows": leaks, "train_seconds": round(time.perf_counter() - start, 1),
+            "provenance": provenance.provenance(command)}

@@ -286,3 +286,29 @@ def test_compact_bad_files(tmp_path):
     (tmp_path / "fer2013_training.npy.xz").write_bytes(b"\xfd7zXZ\x00broken")
     with pytest.raises(FerDataError, match="unreadable"):
         data.load_compact(tmp_path)
+
+
+def test_votes_aligned_with_fer2013_rows_agreement_and_disputed_faces():
+    splits = data.load_with_votes("sample")
+    split, votes = splits["PublicTest"]
+    assert votes.shape == (len(split.y), 10)
+    table = data.label_agreement(split.y, votes)
+    assert table.loc["all", "faces"] == 350
+    parts = table[["FER+ same", "FER+ other class", "FER+ dropped"]].sum(axis=1)
+    np.testing.assert_allclose(parts.to_numpy(), 1.0)
+    # a face whose 10 votes all went to its FER2013 label has share 1; none for it -> 0
+    v = np.zeros((2, 10), np.float32)
+    v[0, config.FERPLUS_VOTE_COLUMNS.index("happiness")] = 10
+    v[1, config.FERPLUS_VOTE_COLUMNS.index("anger")] = 10
+    happy = config.FER2013_CLASSES.index("happy")
+    assert data.vote_share(np.array([happy, happy]), v).tolist() == [1.0, 0.0]
+    picked = data.most_disputed(split.y, votes, 7)
+    shares = data.vote_share(split.y, votes)
+    assert len(picked) == 7 and len(set(picked)) == 7
+    assert shares[picked].max() <= np.sort(shares)[len(shares) // 2]  # from the disputed half
+
+
+def test_holdout_split_keeps_singleton_classes_in_training():
+    y = np.array([0] * 20 + [1] * 20 + [2])
+    tr, va = data.holdout_split(y, 0.2, seed=0)
+    assert 40 in tr and len(va) == 8 and set(np.bincount(y[va]).tolist()) == {4}

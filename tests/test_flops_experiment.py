@@ -1,10 +1,11 @@
 import json
 
 import keras
+import numpy as np
 import pytest
 from keras import layers
 
-from fer_keras import experiment, flops, models
+from fer_keras import config, experiment, flops, models
 from fer_keras.layers import CBAM
 
 
@@ -71,3 +72,34 @@ def test_compare_table_columns():
     assert list(table.index) == ["a", "b"]
     assert {"params", "MFLOPs", "accuracy", "macro-F1", "recall angry"} <= set(table.columns)
     assert table.loc["a", "MFLOPs"] == 2.0
+
+
+def test_ckplus_cv_schemes_on_the_sample():
+    subject = experiment.ckplus_cv("subject", k=3, source="sample", epochs=1)
+    leaky = experiment.ckplus_cv("leaky", k=3, source="sample", epochs=1)
+    assert subject["leaked_test_rows"] == [0, 0, 0] and sum(leaky["leaked_test_rows"]) > 0
+    assert len(subject["fold_accuracy"]) == 3 and 0 <= subject["mean_accuracy"] <= 1
+    assert sum(subject["test_sizes"]) == subject["data"]["faces"]
+    with pytest.raises(ValueError, match="scheme"):
+        experiment.ckplus_cv("random", source="sample")
+
+
+def test_cross_label_metrics_match_by_class_name(tmp_path):
+    from fer_keras import data, evaluation, modelfile
+
+    class Always:  # predicts one class for every face
+        def __init__(self, c):
+            self.c = c
+
+        def __call__(self, x):
+            logits = np.zeros((len(x), 7), np.float32)
+            logits[:, self.c] = 5
+            return logits
+
+    meta = {"class_names": list(config.FER2013_CLASSES), "input_size": [48, 48]}
+    test = data.load_dataset("sample", "ferplus8", usages=["PublicTest"])["PublicTest"]
+    names8 = config.LABEL_SETS["ferplus8"]
+    happy = modelfile.LoadedModel(None, meta, Always(config.FER2013_CLASSES.index("happy")))
+    m = evaluation.cross_label_metrics(happy, test, "ferplus8")
+    assert m["accuracy"] == pytest.approx(np.mean(test.y == names8.index("happy")))
+    assert m["recall"]["happy"] == 1.0 and m["recall"]["contempt"] == 0.0
