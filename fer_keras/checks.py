@@ -157,3 +157,37 @@ def check_region_share(fn) -> None:
     assert abs(got - 1.0) < 1e-9, f"all the mass is in rows 6-8: expected 1.0, got {got}; hint: rows round(top*S) to round(bottom*S)"
     assert abs(float(fn(np.ones((10, 10)), 0.0, 0.3)) - 0.3) < 1e-9, "a uniform map has 30 % of its mass in 30 % of the rows"
     _ok("region_share")
+
+
+def check_majority_label(fn) -> None:
+    """fn(votes (10,)) -> FER+'s majority label: zero the single votes, the class holding more than half
+    of the remaining votes, else -1."""
+    cases = [([8, 1, 0, 0, 1, 0, 0, 0, 0, 0], 0), ([4, 0, 4, 0, 0, 2, 0, 0, 0, 0], -1),
+             ([1, 1, 1, 1, 1, 5, 0, 0, 0, 0], 5), ([3, 0, 0, 2, 0, 0, 0, 0, 0, 0], 0), ([1] * 10, -1)]
+    for votes, expected in cases:
+        got = int(fn(np.array(votes, float)))
+        assert got == expected, (f"votes {votes}: expected {expected}, got {got}; hint: single votes (== 1) are "
+                                 "outliers and set to 0 before the majority test (top > half of the rest)")
+    _ok("majority_label")
+
+
+def check_int8_quantize(fn) -> None:
+    """fn(x float array, scale, zero_point) -> int8 array: clip(round(x / scale) + zero_point, -128, 127)."""
+    x = np.array([-1.0, 0.0, 0.26, 1.0, 100.0])
+    got = np.asarray(fn(x, 0.01, -3))
+    expected = np.array([-103, -3, 23, 97, 127])
+    assert got.dtype == np.int8, f"return int8 values (got {got.dtype}); hint: .astype(np.int8) after clipping"
+    assert got.tolist() == expected.tolist(), (f"got {got.tolist()}, expected {expected.tolist()}; hint: round "
+                                               "x / scale, add the zero point, clip to [-128, 127]")
+    _ok("int8_quantize")
+
+
+def check_taylor_score(fn) -> None:
+    """fn(gammas (B, C), grads (B, C)) -> (C,) sum over batches of |gamma * dL/dgamma| (S003 eq. 3-6)."""
+    gammas = np.array([[1.0, -2.0, 0.5], [1.0, -2.0, 0.5]])
+    grads = np.array([[0.1, 0.1, -4.0], [-0.1, 0.3, 0.0]])
+    got = np.asarray(fn(gammas, grads), float)
+    assert got.shape == (3,), f"one score per channel: expected shape (3,), got {got.shape}"
+    assert np.allclose(got, [0.2, 0.8, 2.0]), (f"got {got.tolist()}, expected [0.2, 0.8, 2.0]; hint: take the "
+                                               "absolute value per batch, then sum (signs must not cancel)")
+    _ok("taylor_score")

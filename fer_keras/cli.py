@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--flip", action="store_true", help="horizontal-flip TTA")
     ev.add_argument("--json", help="write the metrics JSON here")
     ev.add_argument("--report-dir", help="also write confusion_matrix.png and per_class.csv here")
+    exp = sub.add_parser("export", help="convert a .keras model to .tflite (float32, dynamic, float16, int8)")
+    exp.add_argument("model", help="a .keras file saved by the kit")
+    exp.add_argument("--mode", default="int8", choices=["float32", "dynamic", "float16", "int8"])
+    _add_data_args(exp)
+    exp.add_argument("--calibration", type=int, default=200, help="int8: calibration faces from Training")
+    exp.add_argument("--allow-float", action="store_true",
+                     help="int8: accept ops that stay float (no int8 kernel) instead of refusing")
+    exp.add_argument("--out", help="output .tflite (default: MODEL_MODE.tflite beside the model)")
+
     ex = sub.add_parser("explain", help="write a saliency overlay PNG for a face image")
     ex.add_argument("image", help="an image of one face (the whole image is used as the face crop)")
     ex.add_argument("--model", required=True, help="a .keras file saved by the kit")
@@ -85,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--class", dest="class_name", help="class to explain (default: the predicted one)")
     ex.add_argument("--out", help="output PNG (default: IMAGE_STEM_METHOD.png beside the image)")
     return parser
+
+
+def cmd_export(args) -> int:
+    from fer_keras import compress, data
+
+    faces = data.load_dataset(args.data, usages=["Training"])["Training"].x if args.mode == "int8" else None
+    out = Path(args.out) if args.out else Path(args.model).with_name(f"{Path(args.model).stem}_{args.mode}.tflite")
+    path = compress.export_tflite(args.model, out, args.mode, faces, args.calibration, strict=not args.allow_float)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB, {args.mode})")
+    return 0
 
 
 def cmd_explain(args) -> int:
@@ -188,14 +207,16 @@ def main(argv=None) -> int:
 
     matplotlib.use("Agg")
     from fer_keras.apply import ImageError
+    from fer_keras.compress import CompressError
     from fer_keras.data import FerDataError
     from fer_keras.modelfile import ModelFileError
 
     args = build_parser().parse_args(argv)
-    commands = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "explain": cmd_explain}
+    commands = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "explain": cmd_explain,
+                "export": cmd_export}
     try:
         return commands[args.command](args)
-    except (FerDataError, ModelFileError, ImageError, ValueError, RuntimeError) as err:
+    except (FerDataError, ModelFileError, ImageError, CompressError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -1,12 +1,21 @@
-"""TFLite export (post-training quantization). Needs the TensorFlow backend's converter.
+"""TFLite export (post-training quantization) and mixed precision. Needs the TensorFlow converter.
 
 Modes: 'float32', 'dynamic' (int8 weights), 'float16', 'int8' (full integer, int8 input and output,
 calibrated on representative training faces). The exported file carries the kit's record.
+
+int8 exports are checked op by op: TFLite's converter silently leaves an op without an int8 kernel in
+float (with DEQUANTIZE/QUANTIZE around it); `export_tflite` names the layer and refuses, unless
+strict=False. `export_mixed` keeps chosen layers in float and quantizes the rest to int8 (the TFLite
+quantization debugger's denylist): what TFLite can run. Sub-8-bit channels (S003's 2-3 bits) have no
+TFLite kernel, so the kit's mixed precision is int8 + float32, chosen by Hessian sensitivity (pruning.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +23,94 @@ import numpy as np
 from fer_keras import data, modelfile
 
 TFLITE_MODES = ("float32", "dynamic", "float16", "int8")
+_IO_OPS = {"QUANTIZE", "DEQUANTIZE", "DELEGATE"}
+
+
+class CompressError(ValueError):
+    """A model cannot be exported as asked; the message names the layer and the fix."""
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the converter's printouts (saved-model paths, INFO logs, calibration warnings)."""
+    import tensorflow as tf
+
+    level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        tf.get_logger().setLevel(level)
+
+
+def _calibration_faces(meta: dict, representative, calibration_size: int, seed: int) -> np.ndarray:
+    from fer_keras.augment import center_crop
+
+    faces = representative if representative is not None else data.load_sample(["Training"])["Training"].x
+    size = meta["input_size"][0]
+    pick = np.random.default_rng(seed).choice(len(faces), min(calibration_size, len(faces)), replace=False)
+    return data.to_model_input(center_crop(faces[pick], size) if size < faces.shape[1] else faces[pick])
+
+
+def _tflite_ops(flatbuffer: bytes) -> list[dict]:
+    """[{op, outputs: [(tensor name, dtype name)]}] of a TFLite flatbuffer, in execution order."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover
+        from tensorflow.lite.python.interpreter import Interpreter
+    interp = Interpreter(model_content=flatbuffer)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    return [{"op": op["op_name"], "outputs": [(tensors[i]["name"], tensors[i]["dtype"].__name__)
+                                             for i in op["outputs"] if i >= 0],
+             "weights": [tensors[i]["name"] for i in op["inputs"][1:] if i >= 0]}
+            for op in interp._get_ops_details()]
+
+
+def _op_layer(op: dict, layer_names) -> str | None:
+    """The Keras layer an op comes from: by its output's name, else by its weights' (the last Dense's
+    output is named after the graph output)."""
+    for name in [t for t, _ in op["outputs"]] + op["weights"]:
+        layer = _layer_of(name, layer_names)
+        if layer:
+            return layer
+    return None
+
+
+def _layer_of(tensor_name: str, layer_names) -> str | None:
+    """The Keras layer a TFLite tensor came from (names look like 'model_1/stage1a_conv_1/convolution')."""
+    import re
+
+    for name in sorted(layer_names, key=len, reverse=True):
+        if re.search(rf"/{re.escape(name)}(_\d+)?/", tensor_name):
+            return name
+    return None
+
+
+def float_ops(flatbuffer: bytes, keras_model=None) -> list[dict]:
+    """Ops of an int8 export that still compute in float (no int8 kernel), with the Keras layer each
+    comes from when `keras_model` is given: [{op, tensor, layer}]."""
+    names = [layer.name for layer in keras_model.layers] if keras_model is not None else []
+    found = []
+    for op in _tflite_ops(flatbuffer):
+        if op["op"] in _IO_OPS:
+            continue
+        for tensor, dtype in op["outputs"]:
+            if dtype.startswith("float"):
+                found.append({"op": op["op"], "tensor": tensor, "layer": _op_layer(op, names)})
+    return found
 
 
 def export_tflite(model_path, out_path, mode: str = "int8", representative: np.ndarray | None = None,
-                  calibration_size: int = 200, seed: int = 0) -> Path:
+                  calibration_size: int = 200, seed: int = 0, strict: bool = True) -> Path:
     """Convert a kit `.keras` file to `.tflite`. representative: uint8 faces (N, 48, 48) for int8
-    calibration (default: the bundled sample's Training faces); `calibration_size` of them are used."""
+    calibration (pass the training split's faces; default: the bundled sample's), `calibration_size` of
+    them, drawn with `seed`. strict (int8): refuse a model whose ops do not all run in int8."""
     if mode not in TFLITE_MODES:
         raise ValueError(f"mode {mode!r}: choose one of {TFLITE_MODES}")
+    if mode != "int8" and not strict:
+        raise ValueError("strict applies to mode='int8' only")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -33,13 +122,7 @@ def export_tflite(model_path, out_path, mode: str = "int8", representative: np.n
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if mode == "int8":
-        faces = representative if representative is not None else data.load_sample(["Training"])["Training"].x
-        size = meta["input_size"][0]
-        rng = np.random.default_rng(seed)
-        pick = rng.choice(len(faces), min(calibration_size, len(faces)), replace=False)
-        from fer_keras.augment import center_crop
-
-        calib = data.to_model_input(center_crop(faces[pick], size) if size < faces.shape[1] else faces[pick])
+        calib = _calibration_faces(meta, representative, calibration_size, seed)
 
         def representative_dataset():
             for face in calib:
@@ -50,13 +133,120 @@ def export_tflite(model_path, out_path, mode: str = "int8", representative: np.n
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        flatbuffer = converter.convert()
+        with _quiet():
+            flatbuffer = converter.convert()
     except Exception as err:  # the converter raises ConverterError and others with long MLIR logs
         raise ValueError(f"{model_path}: TFLite conversion ({mode}) failed: {str(err).splitlines()[0][:300]}. "
                          "Fix: an op without a TFLite kernel in this mode; try 'dynamic' or 'float16', or see "
                          "the layer named above.") from err
+    if mode == "int8":
+        left = float_ops(flatbuffer, model)
+        if left and strict:
+            where = ", ".join(sorted({f"{f['layer'] or f['tensor']} ({f['op']})" for f in left}))
+            raise CompressError(f"{model_path}: cannot be fully int8-quantized: no int8 kernel for {where}; TFLite "
+                                "would run it in float between DEQUANTIZE/QUANTIZE. Fix: replace that layer, "
+                                "export 'dynamic' or 'float16', or accept a mixed model with strict=False.")
+        meta["float_ops"] = len(left)
+        meta["calibration"] = {"faces": len(calib), "seed": seed}
     meta["tflite_mode"] = mode
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(modelfile.attach_tflite_metadata(flatbuffer, meta))
     return out
+
+
+def export_mixed(model_path, out_path, float_layers, representative: np.ndarray | None = None,
+                 calibration_size: int = 200, seed: int = 0) -> Path:
+    """int8 everywhere except the ops of `float_layers` (Keras layer names), which stay float32, through
+    the TFLite quantization debugger's denylist. Input and output are float32."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    loaded = modelfile.load_model(model_path)
+    model, meta = loaded.keras_model, dict(loaded.metadata)
+    unknown = set(float_layers) - {layer.name for layer in model.layers}
+    if unknown:
+        raise ValueError(f"{model_path}: no layer named {', '.join(sorted(unknown))}")
+    calib = _calibration_faces(meta, representative, calibration_size, seed)
+
+    def representative_dataset():
+        for face in calib:
+            yield [face[None]]
+
+    def converter():
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative_dataset
+        return conv
+
+    full = converter()
+    full.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    names = [layer.name for layer in model.layers]
+    with _quiet():
+        first = full.convert()
+    deny = [t for op in _tflite_ops(first) if _op_layer(op, names) in set(float_layers) for t, _ in op["outputs"]]
+    if float_layers and not deny:
+        raise CompressError(f"{model_path}: the layers {sorted(float_layers)} have no ops of their own in the "
+                            "TFLite graph (fused into a neighbour?); choose conv or dense layers.")
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=deny)
+    with _quiet():
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter(),
+                                                             debug_dataset=representative_dataset, debug_options=options)
+        flatbuffer = debugger.get_nondebug_quantized_model()
+    meta |= {"tflite_mode": "mixed", "float_layers": sorted(float_layers),
+             "calibration": {"faces": len(calib), "seed": seed}}
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(modelfile.attach_tflite_metadata(flatbuffer, meta))
+    return out
+
+
+def compare_exports(model_path, out_dir, split: data.Split, representative: np.ndarray | None = None,
+                    calibration_size: int = 200, modes=TFLITE_MODES, latency_runs: int = 200) -> "pd.DataFrame":
+    """Notebook 11's table: the Keras model and each TFLite export evaluated on the same split through
+    the LiteRT interpreter: accuracy, macro-F1, per-class F1, file size, single-thread latency per face
+    (median of `latency_runs` calls after 20 warm-up calls), and the accuracy change vs Keras."""
+    import pandas as pd
+
+    from fer_keras import evaluation
+
+    out_dir = Path(out_dir)
+    files = {"keras": Path(model_path)}
+    for mode in modes:
+        files[f"tflite {mode}"] = export_tflite(model_path, out_dir / f"model_{mode}.tflite", mode, representative,
+                                                calibration_size)
+    rows = {}
+    for name, path in files.items():
+        loaded = modelfile.load_model(path)
+        metrics = evaluation.evaluate_model(loaded, split)
+        size = loaded.metadata["input_size"][0]
+        predict = loaded.keras_model.predict_on_batch if loaded.keras_model is not None else loaded.predict
+        lat = evaluation.latency_ms(predict, size, runs=latency_runs, warmup=20)
+        rows[name] = {"accuracy": metrics["accuracy"], "macro-F1": metrics["macro_f1"],
+                      "size (KB)": path.stat().st_size / 1024, "ms/face": lat["median_ms"],
+                      **{f"F1 {c}": v["f1"] for c, v in metrics["per_class"].items()}}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.insert(1, "Δ acc vs keras (pt)", 100 * (table["accuracy"] - table.loc["keras", "accuracy"]))
+    return table
+
+
+def mixed_precision_sweep(model_path, ranking, keep_counts, split: data.Split, out_dir,
+                          representative: np.ndarray | None = None, calibration_size: int = 200) -> "pd.DataFrame":
+    """Uniform int8 against int8 with the k most sensitive layers (first k of `ranking`) kept in float, for
+    each k in keep_counts: accuracy on `split`, file size, the layers kept."""
+    import pandas as pd
+
+    from fer_keras import evaluation
+
+    out_dir = Path(out_dir)
+    rows = {}
+    for k in keep_counts:
+        keep = list(ranking[:k])
+        path = (export_tflite(model_path, out_dir / "uniform_int8.tflite", "int8", representative, calibration_size)
+                if k == 0 else export_mixed(model_path, out_dir / f"mixed_top{k}.tflite", keep, representative,
+                                            calibration_size))
+        metrics = evaluation.evaluate_model(modelfile.load_model(path), split)
+        rows["uniform int8" if k == 0 else f"top {k} float"] = {
+            "accuracy": metrics["accuracy"], "macro-F1": metrics["macro_f1"],
+            "size (KB)": path.stat().st_size / 1024, "float layers": ", ".join(keep) or "-"}
+    return pd.DataFrame.from_dict(rows, orient="index")

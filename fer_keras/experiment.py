@@ -206,6 +206,20 @@ def run_dir(step: str, mode: str | None = None, runs_dir="runs") -> Path:
     return Path(runs_dir) / (mode or config.run_mode()) / step
 
 
+def demo_model(full_step: str = "07_augmentation", mode: str | None = None, runs_dir="runs") -> tuple[dict, Path]:
+    """(results, model path) of the model notebooks 11-13 analyse. Full mode: `full_step`'s run (reused
+    when it exists). Smoke mode: a small CNN trained for three epochs on the sample, cached, ten times
+    cheaper than the S004 models so that CI stays fast (its numbers exercise the code, nothing more)."""
+    mode = mode or config.run_mode()
+    if mode == "full":
+        return run_step(full_step, mode, runs_dir), run_dir(full_step, mode, runs_dir) / "model.keras"
+    out = run_dir("smoke_small_cnn", mode, runs_dir)
+    cached = out / "results.json"
+    if cached.exists() and (out / "model.keras").exists():
+        return json.loads(cached.read_text()), out / "model.keras"
+    return train_and_evaluate("small_cnn", "sample", epochs=3, seed=0, out_dir=out), out / "model.keras"
+
+
 def run_step(step: str, mode: str | None = None, runs_dir="runs", retrain=False, **overrides) -> dict:
     """Train and test one S004 step, or reuse `runs_dir/<mode>/<step>/results.json` when it was made
     with the same configuration (so notebook N+1 does not retrain notebook N's model)."""

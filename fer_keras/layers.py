@@ -218,8 +218,9 @@ class BilinearPooling(layers.Layer):
         a = ops.reshape(a, (-1, n_loc, a.shape[-1]))
         b = ops.reshape(b, (-1, n_loc, b.shape[-1]))
         x = ops.reshape(ops.einsum("nlc,nld->ncd", a, b), (-1, a.shape[-1] * b.shape[-1]))
-        x = ops.sign(x) * ops.sqrt(ops.abs(x) + self.epsilon)
-        return x / ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
+        # sign(x) sqrt(|x|) written as x / sqrt(|x|): TFLite has int8 kernels for these, not for SIGN
+        x = x * ops.rsqrt(ops.abs(x) + self.epsilon)
+        return x * ops.rsqrt(ops.sum(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
 
     def compute_output_shape(self, input_shape):
         a, b = (input_shape[0], input_shape[-1]) if isinstance(input_shape, list) else (input_shape, input_shape)

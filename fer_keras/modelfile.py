@@ -132,6 +132,13 @@ def load_model(path: str | os.PathLike, batch_size: int = 256) -> LoadedModel:
         try:
             model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as err:  # Keras raises many types here; one clear message instead
+            import re
+
+            unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", str(err))
+            if unknown:
+                raise ModelFileError(f"{path}: the model uses a custom layer Keras does not know, "
+                                     f"{unknown.group(1)!r}. Fix: import the code that defines it (decorated with "
+                                     "@keras.saving.register_keras_serializable) before loading.") from err
             raise ModelFileError(f"{path}: Keras could not load it ({type(err).__name__}: {str(err)[:200]}). "
                                  "Fix: re-download the file; if it was saved by another Keras version, "
                                  "re-save it there as .keras.") from err

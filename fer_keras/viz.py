@@ -96,3 +96,27 @@ def plot_saliency(faces, maps: dict, titles=None, size=1.6):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def plot_votes(faces, votes, titles=None, ncols=4, size=1.6):
+    """Each face beside a bar chart of its 10 FER+ votes (neutral ... NF)."""
+    from fer_keras import config
+
+    n = len(faces)
+    rows = -(-n // ncols)
+    fig, axes = plt.subplots(rows, 2 * ncols, figsize=(size * 2 * ncols, size * rows), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.6] * ncols})
+    labels = [c[:3] for c in config.FERPLUS_VOTE_COLUMNS]
+    for i in range(rows * ncols):
+        face_ax, bar_ax = axes[i // ncols, 2 * (i % ncols)], axes[i // ncols, 2 * (i % ncols) + 1]
+        face_ax.axis("off")
+        if i >= n:
+            bar_ax.axis("off")
+            continue
+        face_ax.imshow(faces[i], cmap="gray", vmin=0, vmax=255)
+        face_ax.set_title(titles[i] if titles else "", fontsize=7)
+        bar_ax.bar(range(10), votes[i], color="tab:blue")
+        bar_ax.set_xticks(range(10), labels, rotation=90, fontsize=6)
+        bar_ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -113,3 +113,12 @@ def test_report_for_any_model_in_one_call(trained_run):
     in_memory = evaluation.report(modelfile.load_model(trained_run / "model.keras").keras_model)
     assert by_path["accuracy"] == in_memory["accuracy"] and by_path["n"] == 350
     assert "macro avg" in by_path["text"] and "disgust" in by_path["text"]
+
+
+def test_export_then_evaluate_the_tflite_file(trained_run, tmp_path, capsys):
+    out = tmp_path / "m.tflite"
+    assert cli.main(["export", str(trained_run / "model.keras"), "--mode", "int8", "--calibration", "16",
+                     "--out", str(out)]) == 0
+    assert out.is_file() and "int8" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(out), "--data", "sample", "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == 350
