@@ -191,3 +191,14 @@ def check_taylor_score(fn) -> None:
     assert np.allclose(got, [0.2, 0.8, 2.0]), (f"got {got.tolist()}, expected [0.2, 0.8, 2.0]; hint: take the "
                                                "absolute value per batch, then sum (signs must not cancel)")
     _ok("taylor_score")
+
+
+def check_expand_box(fn) -> None:
+    """fn((x, y, w, h), margin, width, height) -> (x0, y0, x1, y1): the box grown by margin*w and margin*h
+    on every side, clipped to the image."""
+    cases = [(((10, 20, 100, 50), 0.1, 640, 480), (0, 15, 120, 75)), (((600, 400, 50, 50), 0.2, 640, 480), (590, 390, 640, 460)),
+             (((100, 100, 40, 40), 0.0, 640, 480), (100, 100, 140, 140))]
+    for args, expected in cases:
+        got = tuple(int(v) for v in fn(*args))
+        assert got == expected, f"box {args[0]}, margin {args[1]}: expected {expected}, got {got}; hint: int(w * margin), then clip with max/min"
+    _ok("expand_box")

@@ -86,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="int8: accept ops that stay float (no int8 kernel) instead of refusing")
     exp.add_argument("--out", help="output .tflite (default: MODEL_MODE.tflite beside the model)")
 
+    pr = sub.add_parser("predict", help="find faces in images or videos and label their expressions")
+    pr.add_argument("paths", nargs="+", help="image files (jpg, png, webp, ...) or videos (mp4, avi, ...)")
+    pr.add_argument("--model", help="a .keras or .tflite file (default: the shipped pretrained model)")
+    pr.add_argument("--out", default="predictions", help="folder for the annotated copies")
+    pr.add_argument("--json", help="write every file's faces and probabilities here")
+    pr.add_argument("--csv", help="one row per face: file, box, label, probabilities")
+
+    dm = sub.add_parser("demo", help="serve the browser demo (upload or webcam -> annotated image)")
+    dm.add_argument("--model", help="a .keras or .tflite file (default: the shipped pretrained model)")
+    dm.add_argument("--host", default="127.0.0.1")
+    dm.add_argument("--port", type=int, default=8000)
+
     ex = sub.add_parser("explain", help="write a saliency overlay PNG for a face image")
     ex.add_argument("image", help="an image of one face (the whole image is used as the face crop)")
     ex.add_argument("--model", required=True, help="a .keras file saved by the kit")
@@ -94,6 +106,42 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--class", dest="class_name", help="class to explain (default: the predicted one)")
     ex.add_argument("--out", help="output PNG (default: IMAGE_STEM_METHOD.png beside the image)")
     return parser
+
+
+def cmd_predict(args) -> int:
+    from fer_keras import apply
+
+    records = apply.predict_paths(args.paths, args.model, args.out, progress=sys.stdout.isatty())
+    failed = 0
+    for r in records:
+        if "error" in r:
+            failed += 1
+            print(f"error: {r['error']}", file=sys.stderr)
+        elif "frames" in r:
+            n = sum(len(f["faces"]) for f in r["analysed"])
+            print(f"{r['file']}: {r['frames']} frames, {n} faces -> {r['output']}")
+        elif not r["faces"]:
+            print(f"{r['file']}: {r['note']} -> {r['output']}")
+        else:
+            labels = ", ".join(f"{f['label']} {f['confidence']:.2f}" for f in r["faces"])
+            print(f"{r['file']}: {len(r['faces'])} face(s): {labels} -> {r['output']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    if args.csv:
+        apply.records_table(records).to_csv(args.csv, index=False)
+    return 1 if failed else 0
+
+
+def cmd_demo(args) -> int:
+    from fer_keras import apply, webdemo
+
+    server = webdemo.make_server(apply.Recognizer(args.model), args.host, args.port)
+    print(f"fer-keras demo on http://{args.host}:{server.server_address[1]}/ (Ctrl+C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -213,7 +261,7 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     commands = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "explain": cmd_explain,
-                "export": cmd_export}
+                "export": cmd_export, "predict": cmd_predict, "demo": cmd_demo}
     try:
         return commands[args.command](args)
     except (FerDataError, ModelFileError, ImageError, CompressError, ValueError, RuntimeError) as err:

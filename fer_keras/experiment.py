@@ -63,7 +63,11 @@ LABEL_RUNS = {
     "14_ferplus_probability": {"label_mode": "ferplus8:probability"},
     "14_ferm": {"label_mode": "ferm"},
 }
-STEPS = S004_STEPS | PAPER_RUNS | LABEL_RUNS
+# Notebook 16: the tiny model alone and distilled from teachers (passed as `teachers=[...]` to run_step).
+DISTILL_RECIPE = {"model": "tiny_cnn", "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 64, "epochs": 60,
+                  "augment": "basic", "reduce_lr_patience": 5}
+DISTILL_RUNS = {"16_tiny_alone": {}, "16_tiny_distilled": {"distill_alpha": 0.1, "distill_temperature": 4.0}}
+STEPS = S004_STEPS | PAPER_RUNS | LABEL_RUNS | DISTILL_RUNS
 # Smoke mode: same code path on the bundled sample, sizes shrunk (paper models at a quarter width).
 SMOKE = {"source": "sample", "epochs": 1, "batch_size": 32}
 SMOKE_PAPER = SMOKE | {"model_kwargs": {"width": 16}}
@@ -76,7 +80,7 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
                        test_split="PublicTest", seed=0, input_size=None, tta="none",
                        out_dir="runs/quickstart", weight_decay=None, time_limit_minutes=None, verbose=None,
                        command=None, model_kwargs=None, loss="crossentropy", focal_alpha=0.25, focal_gamma=2.0,
-                       lr_schedule=None) -> dict:
+                       lr_schedule=None, teachers=None, distill_alpha=0.1, distill_temperature=4.0) -> dict:
     """Train `model` on Training (minus a stratified validation slice), test once on `test_split`.
 
     Writes under out_dir: model.keras, results.json, history.csv, learning_curves.png,
@@ -85,6 +89,8 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     input_size None: the builder's default (48, or 44 crops for S000's models). model_kwargs go to the
     builder (e.g. {"width": 16}). lr_schedule: None, 'cosine' (decay to 0 over all steps) or 's000_step'.
     tta: how 'test' is scored; models with crops also get 'test_ten_crop'.
+    teachers: .keras paths -> knowledge distillation (training.Distiller, alpha / temperature), the
+    student `model` is what gets saved and tested.
     """
     import sys
 
@@ -108,7 +114,13 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
         lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * -(-len(train.y) // batch_size))
     elif lr_schedule not in (None, "s000_step"):
         raise ValueError(f"lr_schedule {lr_schedule!r}: choose None, 'cosine' or 's000_step'")
-    training.compile_model(net, lr, optimizer, soft_labels=soft, weight_decay=weight_decay, loss=loss,
+    fit_model = net
+    if teachers:
+        if soft:
+            raise ValueError("distillation here takes integer labels; use a ':majority' label mode")
+        fit_model = training.Distiller(net, [_teacher(p, net.input_shape[1]) for p in teachers], distill_alpha,
+                                       distill_temperature)
+    training.compile_model(fit_model, lr, optimizer, soft_labels=soft, weight_decay=weight_decay, loss=loss,
                            focal_alpha=focal_alpha, focal_gamma=focal_gamma)
     weights = data.class_weights(train.y, len(class_names)) if class_weights else None
     best = out / "best.weights.h5"
@@ -118,10 +130,11 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     timer = training.TimeLimit(60 * time_limit_minutes) if time_limit_minutes else None
     callbacks += [timer] if timer else []
     start = time.perf_counter()
-    history = training.fit(net, train, val, epochs, batch_size, weights, callbacks, seed, verbose)
+    history = training.fit(fit_model, train, val, epochs, batch_size, weights, callbacks, seed, verbose,
+                           crop=net.input_shape[1])
     train_seconds = time.perf_counter() - start
     if best.exists() and not early_stopping_patience:
-        net.load_weights(best)  # reload the best epoch before testing
+        fit_model.load_weights(best)  # reload the best epoch before testing
     meta = modelfile.make_metadata(net, label_set, model=model, augment=augment)
     modelfile.save_model(net, out / "model.keras", meta)
 
@@ -146,7 +159,9 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
                    "reduce_lr_patience": reduce_lr_patience, "early_stopping_patience": early_stopping_patience,
                    "input_size": input_size, "weight_decay": weight_decay, "seed": seed, "tta": tta,
                    "model_kwargs": model_kwargs, "loss": loss, "focal_alpha": focal_alpha,
-                   "focal_gamma": focal_gamma, "lr_schedule": lr_schedule},
+                   "focal_gamma": focal_gamma, "lr_schedule": lr_schedule,
+                   **({"teachers": [str(t) for t in teachers], "distill_alpha": distill_alpha,
+                       "distill_temperature": distill_temperature} if teachers else {})},
         "input_shape": list(net.input_shape[1:]),
         "epochs_run": len(history.history["loss"]),
         "stopped_by_time_limit": bool(timer and timer.stopped),
@@ -159,6 +174,19 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     }
     write_report(results, out)
     return results
+
+
+def _teacher(path, size: int) -> keras.Model:
+    """A saved kit model as a frozen teacher taking the student's input size (centre-cropped if smaller)."""
+    teacher = modelfile.load_model(path).keras_model
+    own = teacher.input_shape[1]
+    if own == size:
+        return teacher
+    if own > size:
+        raise ValueError(f"{path}: teacher input {own} is larger than the student's {size}; give the student "
+                         "the larger input.")
+    inp = keras.Input((size, size, teacher.input_shape[-1]))
+    return keras.Model(inp, teacher(keras.layers.CenterCrop(own, own)(inp)), name=f"{teacher.name}_at_{size}")
 
 
 _TRAIN_DEFAULTS = {k: p.default for k, p in inspect.signature(train_and_evaluate).parameters.items()}
@@ -190,6 +218,9 @@ def step_config(step: str, mode: str | None = None, **overrides) -> dict:
     if step in S004_STEPS:
         kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS[step]
         smoke = SMOKE
+    elif step in DISTILL_RUNS:
+        kwargs = {"source": "fer2013"} | DISTILL_RECIPE | DISTILL_RUNS[step]
+        smoke = SMOKE | {"epochs": 2}
     elif step in LABEL_RUNS:
         kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS["07_augmentation"] | LABEL_RUNS[step]
         smoke = SMOKE_LABELS
@@ -218,6 +249,16 @@ def demo_model(full_step: str = "07_augmentation", mode: str | None = None, runs
     if cached.exists() and (out / "model.keras").exists():
         return json.loads(cached.read_text()), out / "model.keras"
     return train_and_evaluate("small_cnn", "sample", epochs=3, seed=0, out_dir=out), out / "model.keras"
+
+
+def available_teachers(mode: str | None = None, runs_dir="runs", k: int = 1, exclude=("tiny_cnn",)) -> list[str]:
+    """The k most accurate saved runs of this mode (model.keras paths), for distillation."""
+    found = []
+    for res in Path(runs_dir, mode or config.run_mode()).glob("*/results.json"):
+        r = json.loads(res.read_text())
+        if r.get("model") not in exclude and (res.parent / "model.keras").exists():
+            found.append((r["test"]["accuracy"], str(res.parent / "model.keras")))
+    return [path for _, path in sorted(found, reverse=True)[:k]]
 
 
 def run_step(step: str, mode: str | None = None, runs_dir="runs", retrain=False, **overrides) -> dict:

@@ -132,6 +132,47 @@ class S000StepDecay:
         return float(self.lr0 * self.factor ** ((epoch - self.start) // self.every))
 
 
+def distillation_loss(y_true, student_logits, teacher_logits, alpha: float = 0.1, temperature: float = 4.0):
+    """Hinton et al. (2015): alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T)),
+    per sample (N,). y_true: int labels (N,). T^2 keeps the soft term's gradients on the hard term's scale."""
+    ops = keras.ops
+    hard = keras.losses.sparse_categorical_crossentropy(y_true, student_logits, from_logits=True)
+    p_teacher = ops.softmax(teacher_logits / temperature, axis=-1)
+    log_p_teacher = ops.log_softmax(teacher_logits / temperature, axis=-1)
+    log_p_student = ops.log_softmax(student_logits / temperature, axis=-1)
+    soft = ops.sum(p_teacher * (log_p_teacher - log_p_student), axis=-1)
+    return alpha * hard + (1 - alpha) * temperature ** 2 * soft
+
+
+class Distiller(keras.Model):
+    """Knowledge distillation as a Keras 3 Model (any backend): `fit` trains `student` on
+    distillation_loss against the frozen `teachers` (one model or a list, logits averaged); predict and
+    evaluate run the student. Save `distiller.student`, not the Distiller. Teachers must take the same
+    input as the student (same size; wrap them otherwise)."""
+
+    def __init__(self, student, teachers, alpha: float = 0.1, temperature: float = 4.0, **kwargs):
+        super().__init__(**kwargs)
+        self.student = student
+        self.teachers = list(teachers) if isinstance(teachers, (list, tuple)) else [teachers]
+        for t in self.teachers:
+            t.trainable = False
+        self.alpha, self.temperature = float(alpha), float(temperature)
+
+    def call(self, x, training=None):
+        return self.student(x, training=training)
+
+    def teacher_logits(self, x):
+        logits = [t(x, training=False) for t in self.teachers]
+        return logits[0] if len(logits) == 1 else keras.ops.mean(keras.ops.stack(logits), axis=0)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        per_sample = distillation_loss(y, y_pred, keras.ops.stop_gradient(self.teacher_logits(x)), self.alpha,
+                                       self.temperature)
+        if sample_weight is not None:
+            per_sample = per_sample * sample_weight
+        return keras.ops.mean(per_sample)
+
+
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
               "adam_gc": AdamGC, "adamw_gc": AdamWGC, "sgd_gc": SGDGC}
 
@@ -208,9 +249,10 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 def fit(model, train: data.Split, val: data.Split | None, epochs=10, batch_size=64, class_weight=None,
-        callbacks=None, seed=0, verbose="auto"):
-    """Fit on uint8 faces; crops automatically when the model input is smaller than the faces."""
-    crop = model.input_shape[1]
+        callbacks=None, seed=0, verbose="auto", crop=None):
+    """Fit on uint8 faces; crops automatically when the model input is smaller than the faces
+    (crop: the input size, for models without input_shape such as a Distiller)."""
+    crop = crop or model.input_shape[1]
     train_batches = FaceBatches(train.x, train.y, batch_size, shuffle=True, crop=crop,
                                 class_weight=class_weight, seed=seed)
     val_batches = FaceBatches(val.x, val.y, batch_size, crop=crop) if val is not None else None

@@ -166,3 +166,56 @@ def test_paper_run_configs():
     ca = experiment.step_config("10_ca_resnet_focal", "smoke")
     assert ca["loss"] == "focal" and ca["lr_schedule"] == "cosine" and ca["model_kwargs"] == {"width": 16}
     assert ca["source"] == "sample"
+
+
+# ------------------------------------------------------------------ distillation (notebook 16)
+def test_distillation_loss_equals_the_formula():
+    y = np.array([0, 2])
+    s = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]], "float32")
+    t = np.array([[3.0, 1.0, 0.0], [-1.0, 0.0, 2.5]], "float32")
+    alpha, temp = 0.3, 2.5
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    hard = -np.log(softmax(s)[np.arange(2), y])
+    pt, ps = softmax(t / temp), softmax(s / temp)
+    soft = (pt * np.log(pt / ps)).sum(axis=1)
+    expected = alpha * hard + (1 - alpha) * temp ** 2 * soft
+    got = keras.ops.convert_to_numpy(training.distillation_loss(y, s, t, alpha, temp))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # a student equal to its teacher pays only the hard term
+    same = keras.ops.convert_to_numpy(training.distillation_loss(y, t, t, alpha, temp))
+    np.testing.assert_allclose(same, alpha * -np.log(softmax(t)[np.arange(2), y]), rtol=1e-5)
+
+
+def test_distiller_trains_the_student_only(tmp_path):
+    from fer_keras import data
+
+    keras.utils.set_random_seed(0)
+    teacher = models.build_model("small_cnn", width=8, augment="none")
+    student = models.build_model("tiny_cnn", width=4, augment="none")
+    assert models.trainable_params(models.build_model("tiny_cnn")) == 72_583
+    before_t = [w.copy() for w in teacher.get_weights()]
+    before_s = [w.copy() for w in student.get_weights()]
+    distiller = training.Distiller(student, [teacher, teacher], alpha=0.5, temperature=3.0)
+    training.compile_model(distiller, 1e-2)
+    train = data.load_sample(["Training"])["Training"]
+    history = training.fit(distiller, train, None, epochs=1, batch_size=64, verbose=0, crop=48)
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(np.array_equal(a, b) for a, b in zip(before_t, teacher.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(before_s, student.get_weights()))
+    assert distiller.predict(np.zeros((2, 48, 48, 1), "float32"), verbose=0).shape == (2, 7)
+
+
+def test_distill_through_train_and_evaluate_with_a_cropped_teacher(tmp_path):
+    from fer_keras import modelfile
+
+    teacher = models.build_model("lightresnet_l", width=8)
+    path = modelfile.save_model(teacher, tmp_path / "t.keras", modelfile.make_metadata(teacher))
+    r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], out_dir=tmp_path / "run",
+                                      model_kwargs={"width": 4}, verbose=0)
+    assert r["config"]["teachers"] == [str(path)] and r["config"]["distill_temperature"] == 4.0
+    saved = modelfile.load_model(tmp_path / "run" / "model.keras").keras_model
+    assert saved.name == "tiny_cnn"  # the student is what is saved

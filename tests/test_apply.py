@@ -1,0 +1,221 @@
+"""Faces in photos: reading any image safely, detection, the predict CLI, video, the web demo, and a corpus
+of >= 30 malformed or hostile files that must each give a clear message (no crash, bounded memory)."""
+
+import io
+import json
+import resource
+import struct
+import threading
+import urllib.error
+import urllib.request
+import zlib
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_keras import apply, cli, data, modelfile, models, webdemo
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    m = models.build_model("small_cnn", width=8)
+    return modelfile.save_model(m, tmp_path_factory.mktemp("m") / "tiny.keras", modelfile.make_metadata(m))
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A grey 'photo': a FER face scaled up on a flat background."""
+    import cv2
+
+    face = data.load_sample(["PublicTest"])["PublicTest"].x[160]
+    img = np.full((400, 600), 128, np.uint8)
+    img[100:300, 200:400] = cv2.resize(face, (200, 200))
+    return img
+
+
+def _png_with_size(width, height) -> bytes:
+    """A PNG whose header claims width x height (tiny body): decoding it would need ~width*height bytes."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
+
+
+def _save(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def bad_corpus(folder, photo):
+    """name -> path of >= 30 malformed, hostile or odd files."""
+    rgb = Image.fromarray(photo).convert("RGB")
+    jpeg = _save(rgb, "JPEG")
+    png = _save(rgb, "PNG")
+    files = {
+        "zero_bytes.jpg": b"",
+        "truncated.jpg": jpeg[: len(jpeg) // 3],
+        "truncated.png": png[: len(png) // 2],
+        "header_only.jpg": jpeg[:20],
+        "random_bytes.jpg": np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+        "pdf_renamed.jpg": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n",
+        "html_renamed.png": b"<html><body>not an image</body></html>",
+        "text.webp": b"just some text\n" * 20,
+        "huge_20k.png": _png_with_size(20000, 20000),
+        "wide_100k.png": _png_with_size(100000, 1000),
+        "one_pixel.png": _save(Image.new("L", (1, 1)), "PNG"),
+        "tiny_8x8.png": _save(Image.new("L", (8, 8)), "PNG"),
+        "blank.png": _save(Image.new("L", (300, 300), 200), "PNG"),
+        "noise.png": _save(Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 200), dtype=np.uint8)), "PNG"),
+        "cmyk.jpg": _save(rgb.convert("CMYK"), "JPEG"),
+        "grey16.png": _save(Image.fromarray((photo.astype(np.uint16) * 257)), "PNG"),
+        "rgba.png": _save(rgb.convert("RGBA"), "PNG"),
+        "palette.png": _save(rgb.convert("P"), "PNG"),
+        "la.png": _save(rgb.convert("LA"), "PNG"),
+        "grey.jpg": _save(rgb.convert("L"), "JPEG"),
+        "photo.bmp": _save(rgb, "BMP"),
+        "photo.tiff": _save(rgb, "TIFF"),
+        "photo.webp": _save(rgb, "WEBP"),
+        "photo.gif": _save(rgb.convert("P"), "GIF"),
+        "animated.gif": _save(rgb.convert("P"), "GIF", save_all=True,
+                              append_images=[Image.new("P", rgb.size, 3)] * 3, duration=50, loop=0),
+        "jpeg_named.png": jpeg,
+        "png_named.jpg": png,
+        "bad_crc.png": png[:33] + bytes([png[33] ^ 0xFF]) + png[34:],
+        "garbage_after_header.png": png[:16] + b"\x00" * 200,
+        "very_wide_strip.png": _save(Image.new("L", (4000, 20), 90), "PNG"),
+        "mp4_renamed.jpg": b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100,
+        "zip_renamed.png": b"PK\x03\x04" + b"\x00" * 100,
+    }
+    paths = {}
+    for name, payload in files.items():
+        (folder / name).write_bytes(payload)
+        paths[name] = folder / name
+    paths["missing.jpg"] = folder / "does_not_exist.jpg"
+    (folder / "a_folder.png").mkdir()
+    paths["a_folder.png"] = folder / "a_folder.png"
+    return paths
+
+
+def test_bad_input_corpus_gives_clear_messages_and_bounded_memory(tmp_path, photo, model_path):
+    corpus = bad_corpus(tmp_path, photo)
+    assert len(corpus) >= 30
+    recognizer = apply.Recognizer(model_path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outcomes = {}
+    for name, path in corpus.items():
+        try:
+            outcomes[name] = apply.predict_image(path, recognizer, tmp_path / "out")
+        except apply.ImageError as err:
+            assert str(path) in str(err) or path.name in str(err), (name, str(err))
+            assert "Fix" in str(err) or "no such file" in str(err), (name, str(err))
+            outcomes[name] = str(err)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 600, f"memory grew by {grown_mb:.0f} MB"
+    refused = {n for n, o in outcomes.items() if isinstance(o, str)}
+    for name in ("zero_bytes.jpg", "truncated.jpg", "random_bytes.jpg", "pdf_renamed.jpg", "huge_20k.png",
+                 "one_pixel.png", "missing.jpg", "wide_100k.png", "html_renamed.png"):
+        assert name in refused, name
+    assert "PDF" in outcomes["pdf_renamed.jpg"] and "downscale" in outcomes["huge_20k.png"]
+    for name in ("cmyk.jpg", "grey16.png", "rgba.png", "palette.png", "animated.gif", "photo.webp", "jpeg_named.png"):
+        assert isinstance(outcomes[name], dict), (name, outcomes[name])
+    assert outcomes["blank.png"]["faces"] == [] and "no face" in outcomes["blank.png"]["note"]
+    unchanged = np.asarray(Image.open(outcomes["blank.png"]["output"]).convert("L"))
+    assert (unchanged == 200).all()
+
+
+def test_detection_crop_and_annotation(photo, model_path):
+    boxes = apply.detect_faces(photo)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert 180 <= x <= 230 and 80 <= y <= 130 and 150 <= w <= 230
+    crops = apply.crop_faces(photo, boxes)
+    assert crops.shape == (1, 48, 48) and crops.dtype == np.uint8
+    faces = apply.Recognizer(model_path).analyse(photo)
+    assert len(faces) == 1 and abs(sum(faces[0]["probabilities"].values()) - 1) < 1e-4
+    drawn = apply.annotate(photo, faces)
+    assert drawn.shape == (400, 600, 3) and (drawn[..., 1] == 200).any()
+
+
+def test_predict_cli_images_json_csv_and_errors(tmp_path, photo, model_path, capsys):
+    Image.fromarray(photo).save(tmp_path / "face.png")
+    Image.new("L", (200, 200), 30).save(tmp_path / "empty.png")
+    (tmp_path / "broken.jpg").write_bytes(b"")
+    code = cli.main(["predict", str(tmp_path / "face.png"), str(tmp_path / "empty.png"), str(tmp_path / "broken.jpg"),
+                     "--model", str(model_path), "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json"),
+                     "--csv", str(tmp_path / "r.csv")])
+    assert code == 1  # one file failed, the others were processed
+    captured = capsys.readouterr()
+    assert "1 face(s)" in captured.out and "no face found" in captured.out
+    assert "broken.jpg" in captured.err and "Traceback" not in captured.err
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert len(records) == 3 and (tmp_path / "out" / "face_annotated.png").is_file()
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "r.csv")
+    assert len(table) == 1 and {"label", "happy", "x", "w"} <= set(table.columns)
+
+
+def test_predict_video(tmp_path, photo, model_path):
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (600, 400))
+    for shift in range(6):
+        writer.write(cv2.cvtColor(np.roll(photo, 5 * shift, axis=1), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    record = apply.predict_video(path, apply.Recognizer(model_path), tmp_path / "out", progress=False)
+    assert record["frames"] == 6 and len(record["analysed"]) == 6
+    assert sum(len(f["faces"]) for f in record["analysed"]) >= 5
+    cap = cv2.VideoCapture(record["output"])
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    (tmp_path / "fake.mp4").write_bytes(b"not a video")
+    with pytest.raises(apply.ImageError, match="fake.mp4"):
+        apply.predict_video(tmp_path / "fake.mp4", apply.Recognizer(model_path), tmp_path / "out", progress=False)
+
+
+@pytest.fixture
+def server(model_path):
+    srv = webdemo.make_server(apply.Recognizer(model_path), port=0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_web_demo_over_http(server, photo):
+    page = urllib.request.urlopen(server + "/").read().decode()
+    assert 'id="file"' in page and "getUserMedia" in page and "tiny.keras" in page
+    body = _save(Image.fromarray(photo), "PNG")
+    reply = json.loads(urllib.request.urlopen(urllib.request.Request(server + "/api/predict", data=body)).read())
+    assert len(reply["faces"]) == 1 and reply["image"].startswith("data:image/png;base64,")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(urllib.request.Request(server + "/api/predict", data=b"%PDF-1.4 nope"))
+    assert err.value.code == 400 and "not an image" in json.loads(err.value.read())["error"]
+
+
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not _chromium(), reason="needs Debian's chromium (apt install chromium) for the browser test")
+def test_web_demo_in_headless_chromium(server, photo, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    Image.fromarray(photo).save(tmp_path / "face.png")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        page.goto(server + "/")
+        page.set_input_files("#file", str(tmp_path / "face.png"))
+        page.wait_for_selector("#bars div.row", timeout=30000)
+        assert "1 face(s)" in page.inner_text("#status")
+        assert page.locator("#bars div.row").count() == 7
+        assert page.eval_on_selector("#result", "img => img.naturalWidth") == 600
+        browser.close()
