@@ -202,3 +202,17 @@ def check_expand_box(fn) -> None:
         got = tuple(int(v) for v in fn(*args))
         assert got == expected, f"box {args[0]}, margin {args[1]}: expected {expected}, got {got}; hint: int(w * margin), then clip with max/min"
     _ok("expand_box")
+
+
+def check_soft_targets(fn) -> None:
+    """fn(logits (N, C), T) -> softmax(logits / T) per row."""
+    logits = np.array([[2.0, 0.0, -2.0], [10.0, 10.0, 10.0]])
+    got = np.asarray(fn(logits, 2.0), float)
+    assert got.shape == logits.shape, f"shape {got.shape}, expected {logits.shape}"
+    assert np.allclose(got.sum(axis=1), 1), "each row must sum to 1"
+    e = np.exp(logits[0] / 2.0)
+    assert np.allclose(got[0], e / e.sum()), "divide the logits by T before the softmax"
+    assert np.allclose(got[1], 1 / 3), "equal logits give equal probabilities"
+    hot = np.asarray(fn(np.array([[1000.0, 0.0, 0.0]]), 1.0), float)
+    assert np.isfinite(hot).all(), "large logits overflow: subtract each row's max before exp"
+    _ok("soft_targets")

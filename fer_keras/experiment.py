@@ -251,12 +251,14 @@ def demo_model(full_step: str = "07_augmentation", mode: str | None = None, runs
     return train_and_evaluate("small_cnn", "sample", epochs=3, seed=0, out_dir=out), out / "model.keras"
 
 
-def available_teachers(mode: str | None = None, runs_dir="runs", k: int = 1, exclude=("tiny_cnn",)) -> list[str]:
-    """The k most accurate saved runs of this mode (model.keras paths), for distillation."""
+def available_teachers(mode: str | None = None, runs_dir="runs", k: int = 1, exclude=("tiny_cnn",),
+                       label_mode: str = "fer2013") -> list[str]:
+    """The k most accurate saved runs of this mode trained on `label_mode` (model.keras paths), for distillation."""
     found = []
     for res in Path(runs_dir, mode or config.run_mode()).glob("*/results.json"):
         r = json.loads(res.read_text())
-        if r.get("model") not in exclude and (res.parent / "model.keras").exists():
+        if r.get("model") not in exclude and r.get("data", {}).get("label_mode") == label_mode \
+                and (res.parent / "model.keras").exists():
             found.append((r["test"]["accuracy"], str(res.parent / "model.keras")))
     return [path for _, path in sorted(found, reverse=True)[:k]]
 
