@@ -116,8 +116,12 @@ class LoadedModel:
     @classmethod
     def from_keras(cls, model, metadata: dict, path=None, batch_size: int = 256) -> LoadedModel:
         """Wrap an in-memory Keras model (predict returns numpy logits)."""
-        return cls(Path(path) if path else None, metadata,
-                   lambda x: np.asarray(model.predict(x, batch_size=batch_size, verbose=0)), model)
+        def predict(x):  # one small batch: predict_on_batch skips predict()'s per-call set-up
+            if len(x) <= batch_size:
+                return np.asarray(model.predict_on_batch(x))
+            return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+        return cls(Path(path) if path else None, metadata, predict, model)
 
 
 def load_model(path: str | os.PathLike, batch_size: int = 256) -> LoadedModel:

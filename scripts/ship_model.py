@@ -1,0 +1,58 @@
+"""Ship a trained run as the kit's default model: `.keras` + int8 `.tflite` into fer_keras/pretrained/,
+with its measured accuracy in the file's record, and the int8 numbers added to the run's results JSON.
+
+    python scripts/ship_model.py RUN_DIR RESULTS_JSON [--data fer2013] [--name fer_small_cnn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main(argv=None) -> int:
+    from fer_keras import compress, data, evaluation, modelfile
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("results_json")
+    p.add_argument("--data", default="fer2013")
+    p.add_argument("--name", default="fer_small_cnn")
+    p.add_argument("--calibration", type=int, default=500)
+    args = p.parse_args(argv)
+    run = Path(args.run_dir)
+    results = json.loads(Path(args.results_json).read_text())
+    splits = data.load_dataset(args.data, usages=["Training", "PublicTest"])
+    loaded = modelfile.load_model(run / "model.keras")
+    acc = results["test"]["accuracy"]
+    meta = dict(loaded.metadata) | {
+        "trained_on": f"FER2013 Training ({results['data']['train_n']} faces), {results['epochs_run']} epochs on "
+                      f"{results['provenance']['hardware'].get('cpu_count')} CPU cores",
+        "reported_accuracy": f"PublicTest accuracy {acc:.4f}, macro-F1 {results['test']['macro_f1']:.4f} "
+                             f"(n={results['test']['n']}; results/{Path(args.results_json).name})",
+        "commit": results["provenance"].get("commit")}
+    out = REPO / "fer_keras" / "pretrained"
+    out.mkdir(exist_ok=True)
+    for old in out.glob("*"):
+        old.unlink()
+    keras_path = modelfile.save_model(loaded.keras_model, out / f"{args.name}.keras", meta)
+    tfl = compress.export_tflite(keras_path, out / f"{args.name}_int8.tflite", "int8", splits["Training"].x,
+                                 args.calibration)
+    int8 = evaluation.evaluate_model(modelfile.load_model(tfl), splits["PublicTest"])
+    lat = evaluation.latency_ms(modelfile.load_model(tfl).predict, loaded.metadata["input_size"][0], runs=1000, warmup=50)
+    results["int8"] = {"kb": tfl.stat().st_size / 1024, "accuracy": int8["accuracy"], "macro_f1": int8["macro_f1"],
+                       "calibration_faces": args.calibration, "latency_single_thread": lat,
+                       "command": ["python", "scripts/ship_model.py"] + (argv if argv is not None else sys.argv[1:])}
+    Path(args.results_json).write_text(json.dumps(results, indent=1))
+    print(f"shipped {keras_path.name} ({keras_path.stat().st_size / 1024:.0f} KB, acc {acc:.4f}) and {tfl.name} "
+          f"({tfl.stat().st_size / 1024:.0f} KB, int8 acc {int8['accuracy']:.4f}, {lat['median_ms']:.3f} ms/face)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
