@@ -79,6 +79,16 @@ def other_rows(files: dict[str, dict]) -> list[str]:
                        ", ".join(f"{k} {v:,.0f} faces/s" for k, v in fps.items()) + "; whole pipeline " +
                        ", ".join(f"{k} {v:.1f} photos/s" for k, v in r["pipeline_photos_per_second"].items()) +
                        f" (`results/{name}.json`).")
+        if name.startswith("explain_"):
+            rb = r["robustness"]
+            worst = sorted(((k, v["Δ accuracy (pt)"]) for k, v in rb.items() if k != "original"), key=lambda kv: kv[1])
+            reg = r["attention_by_region_grad_cam"]
+            top = {c: max(("brows", "eyes", "nose", "mouth"), key=lambda band: v[band]) for c, v in reg.items()}
+            out.append(f"- **Robustness of `{Path(r['model']).name}` over all of {r['data']['split']}** (n={r['data']['n']}): "
+                       f"original {_pct(rb['original']['accuracy'])}; largest drops " +
+                       ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[:4]) + "; smallest " +
+                       ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[-2:]) + ". Band with most Grad-CAM mass, per class: " +
+                       ", ".join(f"{c} {b}" for c, b in top.items()) + f" (`results/{name}.json`).")
         if name.startswith("ckplus_cv"):
             s, leaky = r["subject"], r["leaky"]
             out.append(f"- **CK+ {s['k']}-fold CV** ({s['model']}, {s['model_kwargs'] or ''} S000's CK+ recipe, "
