@@ -32,7 +32,7 @@ def _pct(v):
 
 
 def training_rows(results: dict[str, dict]) -> list[str]:
-    head = ("| run | model | params | MFLOPs | test accuracy | ten-crop | macro-F1 | int8 .tflite | ms/face | "
+    head = ("| run | model | params | MFLOPs | test accuracy | ten-crop | macro-F1 | int8 .tflite | Keras ms/face | "
             "training | data | hardware | paper |")
     rows = [head, "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---|---|"]
     for name, r in sorted(results.items()):
@@ -40,13 +40,15 @@ def training_rows(results: dict[str, dict]) -> list[str]:
         single = r.get("test_single_crop", test)
         ten = test if test.get("tta") == "ten_crop" else r.get("test_ten_crop")
         int8 = r.get("int8")
-        int8_cell = f"{int8['kb']:.0f} KB, {_pct(int8['accuracy'])}" if int8 else "–"
+        int8_cell = (f"{int8['kb']:.0f} KB, {_pct(int8['accuracy'])}, "
+                     f"{int8['latency_single_thread']['median_ms']:.2f} ms/face (1 thread)") if int8 else "–"
         lat = r.get("latency_batch1", {}).get("median_ms")
         hw = r["provenance"].get("hardware", {})
         hardware = ", ".join(hw.get("accelerators") or []) or f"CPU ×{hw.get('cpu_count', '?')}"
         mflops = f"{r['flops'] / 1e6:,.0f}" if "flops" in r else "–"
         epochs = f"{r['epochs_run']} ep, {r['train_seconds'] / 60:.0f} min"
-        data = f"{r['data']['source']} {r['data']['label_mode']} → {r['data']['test_split']} (n={r['data']['test_n']})"
+        data = (f"{r['data']['source']}, {r['data']['label_mode']} labels → {r['data']['test_split']} "
+                f"(n={r['data']['test_n']})")
         rows.append(f"| `{name}` | {r['model']} | {r.get('trainable_params', r['params']):,} | "
                     f"{mflops} | {_pct(single['accuracy'])} | {_pct(ten['accuracy']) if ten else '–'} | "
                     f"{single['macro_f1']:.3f} | {int8_cell} | {f'{lat:.2f}' if lat else '–'} | {epochs} | {data} | "
@@ -66,13 +68,21 @@ def other_rows(files: dict[str, dict]) -> list[str]:
     for name, r in sorted(files.items()):
         if name.startswith("compress_"):
             ex = r["exports"]
+            prj = ""
+            if "prj" in r:
+                h = r["prj"]["history"]
+                last = h[str(max(int(k) for k in h))]
+                prj = (f". PRJ pruning, {len(h) - 1} steps judged on {r['prj']['judge'].split()[0]}: params "
+                       f"{h['0']['params']:,} → {last['params']:,}, MFLOPs {h['0']['MFLOPs']:.0f} → {last['MFLOPs']:.0f}, "
+                       f"judge accuracy {_pct(h['0']['judge accuracy'])} → {_pct(last['judge accuracy'])} (the reward "
+                       "epochs also train the under-trained model further)")
             cells = ", ".join(f"{k.replace('tflite ', '')} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB / "
                               f"{v['ms/face']:.2f} ms" for k, v in ex.items())
             out.append(f"- **TFLite PTQ of `{Path(r['model']).name}`** on {r['data']['test_split']} "
                        f"(n={r['data']['test_n']}; accuracy / file size / ms per face, tflite single thread): {cells}. "
                        f"Mixed precision (k most Hessian-sensitive layers in float): " +
                        ", ".join(f"{k} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB"
-                                 for k, v in r["mixed_precision"].items()) + f" (`results/{name}.json`).")
+                                 for k, v in r["mixed_precision"].items()) + prj + f" (`results/{name}.json`).")
         if name.startswith("predict_throughput"):
             fps = r["faces_per_second"]
             out.append(f"- **Recognition speed on this CPU** ({r['photo']}): " +
@@ -88,10 +98,14 @@ def other_rows(files: dict[str, dict]) -> list[str]:
                        f"original {_pct(rb['original']['accuracy'])}; largest drops " +
                        ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[:4]) + "; smallest " +
                        ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[-2:]) + ". Band with most Grad-CAM mass, per class: " +
-                       ", ".join(f"{c} {b}" for c, b in top.items()) + f" (`results/{name}.json`).")
+                       ", ".join(f"{c} {b}" for c, b in top.items()) + ". Randomisation check (rank correlation of "
+                       "maps, trained vs classifier / all layers re-initialised): " +
+                       ", ".join(f"{k} {v:.2f}" for k, v in r["sanity_rank_correlation"].items()) +
+                       f" (`results/{name}.json`).")
         if name.startswith("ckplus_cv"):
             s, leaky = r["subject"], r["leaky"]
-            out.append(f"- **CK+ {s['k']}-fold CV** ({s['model']}, {s['model_kwargs'] or ''} S000's CK+ recipe, "
+            kw = ", ".join(f"{k} {v}" for k, v in (s["model_kwargs"] or {}).items())
+            out.append(f"- **CK+ {s['k']}-fold CV** ({s['model']}{' ' + kw if kw else ''}, S000's CK+ recipe, "
                        f"{s['config']['epochs']} epochs): subject-independent {_pct(s['mean_accuracy'])} ± "
                        f"{100 * s['std_accuracy']:.2f}, leaky per-class folds {_pct(leaky['mean_accuracy'])} ± "
                        f"{100 * leaky['std_accuracy']:.2f} ({sum(leaky['leaked_test_rows'])} leaked test frames); "
