@@ -24,14 +24,23 @@ class ImageError(ValueError):
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Grey uint8 (H, W) from an image file; animated images give their first frame."""
+    return _read_image(path, color=False)[0]
+
+
+def read_image_and_color(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(grey uint8 (H, W) as read_image gives it, RGB uint8 (H, W, 3) for drawing on), decoded once."""
+    return _read_image(path, color=True)
+
+
+def _read_image(path: str | os.PathLike, color: bool) -> tuple[np.ndarray, np.ndarray | None]:
     from PIL import Image
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused with a clear message instead
-        return _read_image(path)
+        return _decode(path, color)
 
 
-def _read_image(path: str | os.PathLike) -> np.ndarray:
+def _decode(path: str | os.PathLike, color: bool) -> tuple[np.ndarray, np.ndarray | None]:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -48,10 +57,15 @@ def _read_image(path: str | os.PathLike) -> np.ndarray:
                 raise ImageError(f"{path}: {w}x{h} pixels is more than the {MAX_PIXELS:,} the kit decodes. "
                                  "Fix: downscale it first (faces need only ~100 px).")
             img.seek(0)
+            rgb = None
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 a = np.asarray(img, dtype=np.float64)
                 grey = (255 * (a - a.min()) / max(1.0, a.max() - a.min())).astype(np.uint8)
+                if color:
+                    rgb = np.repeat(grey[..., None], 3, axis=-1)
             else:
+                if color:  # drawn as the file looks (alpha dropped), not on the white the grey face uses
+                    rgb = np.asarray(img.convert("RGB"))
                 if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                     rgba = img.convert("RGBA")
                     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -70,7 +84,7 @@ def _read_image(path: str | os.PathLike) -> np.ndarray:
     if min(grey.shape) < MIN_SIDE:
         raise ImageError(f"{path}: {grey.shape[1]}x{grey.shape[0]} pixels is too small for a face "
                          f"(at least {MIN_SIDE}x{MIN_SIDE}). Fix: use a larger photo.")
-    return grey
+    return grey, rgb
 
 
 def center_face(grey: np.ndarray, size: int = config.IMAGE_SIZE) -> np.ndarray:
@@ -182,17 +196,6 @@ def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
     return out
 
 
-def read_color(path) -> np.ndarray:
-    """RGB uint8 of an image file for drawing on (after read_image has validated it)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.seek(0)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            return np.repeat(read_image(path)[..., None], 3, axis=-1)
-        return np.asarray(img.convert("RGB"))
-
-
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
@@ -200,11 +203,11 @@ def predict_image(path, recognizer: Recognizer, out_dir) -> dict:
     """Analyse one image file; write the annotated copy (or an unchanged copy if no face) to out_dir."""
     from PIL import Image
 
-    grey = read_image(path)
+    grey, rgb = read_image_and_color(path)
     faces = recognizer.analyse(grey)
     out = Path(out_dir) / f"{Path(path).stem}_annotated.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(annotate(read_color(path), faces)).save(out)
+    Image.fromarray(annotate(rgb, faces)).save(out)
     note = None if faces else "no face found; the image is written unchanged"
     return {"file": str(path), "output": str(out), "faces": faces, "note": note}
 

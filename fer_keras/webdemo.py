@@ -76,9 +76,9 @@ def analyse_bytes(recognizer, payload: bytes) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "upload"
         path.write_bytes(payload)
-        grey = apply.read_image(path)
+        grey, rgb = apply.read_image_and_color(path)
         faces = recognizer.analyse(grey)
-        annotated = apply.annotate(apply.read_color(path), faces)
+        annotated = apply.annotate(rgb, faces)
     buf = io.BytesIO()
     Image.fromarray(annotated).save(buf, format="PNG")
     return {"faces": faces, "note": None if faces else "No face found in this image.",
