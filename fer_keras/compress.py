@@ -201,6 +201,22 @@ def export_mixed(model_path, out_path, float_layers, representative: np.ndarray 
     return out
 
 
+def int8_report(keras_path, out_path, calibration: np.ndarray | None, test: data.Split, calibration_size: int = 500,
+                runs: int = 1000, seed: int = 0) -> dict:
+    """Export a kit `.keras` file to full int8, score it on `test` through LiteRT and time one face on one
+    thread (median of `runs`): the record a shipped or compared model keeps (file, KB, accuracy, macro-F1,
+    latency). calibration: training faces, as for export_tflite."""
+    from fer_keras import evaluation
+
+    tfl = export_tflite(keras_path, out_path, "int8", calibration, calibration_size, seed)
+    loaded = modelfile.load_model(tfl)
+    metrics = evaluation.evaluate_model(loaded, test)
+    lat = evaluation.latency_ms(loaded.predict, int(loaded.metadata["input_size"][0]), runs=runs, warmup=50)
+    return {"file": tfl.name, "kb": tfl.stat().st_size / 1024, "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"], "calibration_faces": calibration_size, "test_n": metrics["n"],
+            "latency_single_thread": lat}
+
+
 def compare_exports(model_path, out_dir, split: data.Split, representative: np.ndarray | None = None,
                     calibration_size: int = 200, modes=TFLITE_MODES, latency_runs: int = 200) -> "pd.DataFrame":
     """Notebook 11's table: the Keras model and each TFLite export evaluated on the same split through

