@@ -39,11 +39,29 @@ def preprocess(faces: np.ndarray) -> np.ndarray:
     return ((x / 255.0 - 0.5) * 2.0)[..., None]
 
 
+def tflite_predictor(fer_dir):
+    """fer's quantized .tflite as a predict function of preprocessed faces (N, 64, 64, 1), one LiteRT thread."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(Path(fer_dir) / "data" / "emotion_model_quantized.tflite"), num_threads=1)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+
+    def predict(batch):
+        results = []
+        for face in batch:
+            interp.set_tensor(inp["index"], face[None].astype(inp["dtype"]))
+            interp.invoke()
+            results.append(interp.get_tensor(out["index"])[0])
+        return np.array(results)
+
+    return predict
+
+
 def measure(fer_dir, test, runs: int = 2000) -> tuple[dict, object]:
     """`fer`'s Keras model and quantized .tflite on `test` (a data.Split), with single-thread latency:
     (record, the Keras model)."""
     import keras
-    from ai_edge_litert.interpreter import Interpreter
 
     from fer_keras import config, evaluation
 
@@ -52,18 +70,7 @@ def measure(fer_dir, test, runs: int = 2000) -> tuple[dict, object]:
     keras_model = keras.saving.load_model(folder / "emotion_model.hdf5", compile=False)
     probs = np.asarray(keras_model.predict(x, batch_size=256, verbose=0))
     keras_metrics = evaluation.classification_metrics(test.y, probs, config.FER2013_CLASSES)
-    interp = Interpreter(model_path=str(folder / "emotion_model_quantized.tflite"), num_threads=1)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-
-    def tflite_predict(batch):
-        results = []
-        for face in batch:
-            interp.set_tensor(inp["index"], face[None].astype(inp["dtype"]))
-            interp.invoke()
-            results.append(interp.get_tensor(out["index"])[0])
-        return np.array(results)
-
+    tflite_predict = tflite_predictor(fer_dir)
     tfl_metrics = evaluation.classification_metrics(test.y, tflite_predict(x), config.FER2013_CLASSES)
     latency = evaluation.latency_ms(lambda b: tflite_predict(b), 64, runs=runs, warmup=50)
     record = {

@@ -163,6 +163,28 @@ def latency_ms(predict, input_size: int, runs: int = 50, warmup: int = 5, channe
             "warmup": warmup}
 
 
+def latency_race(predictors: dict, rounds: int = 5, runs: int = 400, warmup: int = 50) -> dict:
+    """Single-face latency of several models, taken in turns (round after round, every model once per round) so
+    that drift in the machine's speed falls on all of them alike. predictors: name -> (predict, input_size,
+    channels). Returns name -> {median_ms, p90_ms, runs, rounds} over all of its calls."""
+    rng = np.random.default_rng(0)
+    inputs = {k: rng.uniform(0, 255, (1, size, size, ch)).astype(np.float32) for k, (_, size, ch) in predictors.items()}
+    import time
+
+    for k, (predict, _, _) in predictors.items():
+        for _ in range(warmup):
+            predict(inputs[k])
+    times = {k: [] for k in predictors}
+    for _ in range(rounds):
+        for k, (predict, _, _) in predictors.items():
+            for _ in range(runs):
+                start = time.perf_counter()
+                predict(inputs[k])
+                times[k].append(1e3 * (time.perf_counter() - start))
+    return {k: {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "runs": len(t),
+                "rounds": rounds} for k, t in times.items()}
+
+
 def write_metrics_report(metrics: dict, out_dir, title: str = "Confusion matrix") -> None:
     """per_class.csv and confusion_matrix.png for a metrics dict, under out_dir."""
     from pathlib import Path

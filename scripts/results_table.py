@@ -86,7 +86,7 @@ def other_rows(files: dict[str, dict]) -> list[str]:
                                  for k, v in r["mixed_precision"].items()) + prj + f" (`results/{name}.json`).")
         if name.startswith("predict_throughput"):
             fps = r["faces_per_second"]
-            out.append(f"- **Recognition speed on this CPU** ({r['photo']}): " +
+            out.append(f"- **Recognition speed of `{r['keras file']}` on this CPU** ({r['photo']}): " +
                        ", ".join(f"{k} {v:,.0f} faces/s" for k, v in fps.items()) + "; whole pipeline " +
                        ", ".join(f"{k} {v:.1f} photos/s" for k, v in r["pipeline_photos_per_second"].items()) +
                        f" (`results/{name}.json`).")

@@ -24,19 +24,24 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="fer2013")
     p.add_argument("--name", default="fer_small_cnn")
     p.add_argument("--calibration", type=int, default=500)
+    p.add_argument("--dest", default=str(REPO / "fer_keras" / "pretrained"),
+                   help="where the shipped files go (default: the package's pretrained/, emptied first)")
     args = p.parse_args(argv)
     run = Path(args.run_dir)
     results = json.loads(Path(args.results_json).read_text())
     splits = data.load_dataset(args.data, usages=["Training", "PublicTest"])
     loaded = modelfile.load_model(run / "model.keras")
     acc = results["test"]["accuracy"]
+    teachers = results["config"].get("teachers")
+    teacher = (f", distilled from {', '.join(Path(t).stem for t in teachers)} (alpha "
+               f"{results['config']['distill_alpha']}, T {results['config']['distill_temperature']})") if teachers else ""
     meta = dict(loaded.metadata) | {
         "trained_on": f"FER2013 Training ({results['data']['train_n']} faces), {results['epochs_run']} epochs on "
-                      f"{results['provenance']['hardware'].get('cpu_count')} CPU cores",
+                      f"{results['provenance']['hardware'].get('cpu_count')} CPU cores" + teacher,
         "reported_accuracy": f"PublicTest accuracy {acc:.4f}, macro-F1 {results['test']['macro_f1']:.4f} "
                              f"(n={results['test']['n']}; results/{Path(args.results_json).name})",
         "commit": results["provenance"].get("commit")}
-    out = REPO / "fer_keras" / "pretrained"
+    out = Path(args.dest)
     out.mkdir(exist_ok=True)
     for old in out.glob("*"):
         old.unlink()

@@ -80,7 +80,7 @@ def test_distill_report_measures_students_and_the_fer_model_in_one_run(tmp_path,
         students += ["--student", f"{run}={tmp_path / f'{name}.json'}"]
     out = tmp_path / "report.json"
     assert distill_report.main(students + ["--fer-dir", str(fer_dir), "--data", "sample", "--out", str(out),
-                                           "--calibration", "16", "--latency-runs", "5"]) == 0
+                                           "--calibration", "16", "--latency-runs", "10", "--rounds", "2"]) == 0
     report = json.loads(out.read_text())
     assert list(report["rows"]) == ["alone", "distilled", "fer (PyPI)"]
     assert report["rows"]["distilled"]["teacher"] == "teacher.keras" and report["rows"]["alone"]["teacher"] == "none"
@@ -88,6 +88,9 @@ def test_distill_report_measures_students_and_the_fer_model_in_one_run(tmp_path,
     alone = json.loads((tmp_path / "alone.json").read_text())
     assert alone["int8"]["kb"] == report["rows"]["alone"]["int8 KB"] < 150
     assert report["met"]["alone"]["params"] is True and report["met"]["alone"]["accuracy"] is False
+    race = report["latency_race"]
+    assert set(race) == set(report["rows"]) and all(v["runs"] == 10 and v["rounds"] == 2 for v in race.values())
+    assert report["rows"]["fer (PyPI)"]["ms/face (1 thread)"] == race["fer (PyPI)"]["median_ms"]
 
 
 def test_target_check():
@@ -98,3 +101,27 @@ def test_target_check():
            "ms/face (1 thread)": 0.3}
     assert all(distill_report.check_targets(row).values())
     assert distill_report.check_targets(row | {"int8 accuracy": 0.68})["int8 drop"] is False
+
+
+def test_ship_model_records_the_teacher_and_the_int8_numbers(tmp_path):
+    from fer_keras import experiment, modelfile, models
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import ship_model
+
+    teacher = models.build_model("tiny_cnn", width=4)
+    t_path = modelfile.save_model(teacher, tmp_path / "teacher.keras", modelfile.make_metadata(teacher))
+    r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(t_path)], out_dir=tmp_path / "run",
+                                      model_kwargs={"width": 4}, verbose=0)
+    (tmp_path / "r.json").write_text(json.dumps(r))
+    dest = tmp_path / "pretrained"
+    dest.mkdir()
+    (dest / "old_model.keras").write_text("stale")
+    assert ship_model.main([str(tmp_path / "run"), str(tmp_path / "r.json"), "--data", "sample", "--name", "tiny",
+                            "--calibration", "16", "--dest", str(dest)]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == ["tiny.keras", "tiny_int8.tflite"]
+    meta = modelfile.read_metadata(dest / "tiny.keras")
+    assert "distilled from teacher (alpha 0.1, T 4.0)" in meta["trained_on"]
+    assert f"{r['test']['accuracy']:.4f}" in meta["reported_accuracy"]
+    int8 = json.loads((tmp_path / "r.json").read_text())["int8"]
+    assert int8["file"] == "tiny_int8.tflite" and int8["test_n"] == 350 and int8["kb"] < 150

@@ -154,3 +154,21 @@ def test_time_limit_stops_training(tiny_split):
     timer = training.TimeLimit(0.0)
     history = training.fit(model, tiny_split, None, epochs=5, batch_size=21, callbacks=[timer], verbose=0)
     assert timer.stopped and len(history.history["loss"]) == 1
+
+
+def test_latency_race_takes_turns_and_ranks_a_slow_model_last():
+    import time
+
+    calls = []
+
+    def fast(x):
+        calls.append("fast")
+
+    def slow(x):
+        calls.append("slow")
+        time.sleep(0.002)
+
+    race = evaluation.latency_race({"fast": (fast, 48, 1), "slow": (slow, 64, 1)}, rounds=3, runs=4, warmup=1)
+    assert calls[2:] == (["fast"] * 4 + ["slow"] * 4) * 3  # after one warm-up call each, turns by round
+    assert race["slow"]["median_ms"] >= 2.0 > race["fast"]["median_ms"]
+    assert race["fast"]["runs"] == 12 and race["fast"]["rounds"] == 3
