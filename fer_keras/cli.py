@@ -223,6 +223,7 @@ def cmd_train(args) -> int:
     kwargs |= {dest: getattr(args, flag) for flag, dest in _TRAIN_ARGS.items() if getattr(args, flag) is not None}
     if args.width:
         kwargs["model_kwargs"] = (kwargs.get("model_kwargs") or {}) | {"width": args.width}
+    experiment.require_teacher(args.step, kwargs)
     results = experiment.train_and_evaluate(out_dir=args.out, command=["python", "-m", "fer_keras"] + sys.argv[1:],
                                             **kwargs)
     if args.results_json:

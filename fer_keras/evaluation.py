@@ -149,28 +149,18 @@ def latency_ms(predict, input_size: int, runs: int = 50, warmup: int = 5, channe
 
     predict: any logits function of (1, S, S, channels) float32, e.g. keras_model.predict_on_batch or a
     LoadedModel's predict (the .tflite predictor runs single-threaded)."""
-    import time
-
-    x = np.random.default_rng(0).uniform(0, 255, (1, input_size, input_size, channels)).astype(np.float32)
-    for _ in range(warmup):
-        predict(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        predict(x)
-        times.append(1e3 * (time.perf_counter() - start))
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": runs,
-            "warmup": warmup}
+    lat = latency_race({"model": (predict, input_size, channels)}, rounds=1, runs=runs, warmup=warmup)["model"]
+    return {"median_ms": lat["median_ms"], "p90_ms": lat["p90_ms"], "runs": runs, "warmup": warmup}
 
 
 def latency_race(predictors: dict, rounds: int = 5, runs: int = 400, warmup: int = 50) -> dict:
     """Single-face latency of several models, taken in turns (round after round, every model once per round) so
     that drift in the machine's speed falls on all of them alike. predictors: name -> (predict, input_size,
     channels). Returns name -> {median_ms, p90_ms, runs, rounds} over all of its calls."""
-    rng = np.random.default_rng(0)
-    inputs = {k: rng.uniform(0, 255, (1, size, size, ch)).astype(np.float32) for k, (_, size, ch) in predictors.items()}
     import time
 
+    rng = np.random.default_rng(0)
+    inputs = {k: rng.uniform(0, 255, (1, size, size, ch)).astype(np.float32) for k, (_, size, ch) in predictors.items()}
     for k, (predict, _, _) in predictors.items():
         for _ in range(warmup):
             predict(inputs[k])

@@ -232,6 +232,14 @@ def step_config(step: str, mode: str | None = None, **overrides) -> dict:
     return kwargs | overrides
 
 
+def require_teacher(step: str | None, kwargs: dict) -> None:
+    """A distilling step with no teacher would quietly train the student alone under the distilled name: refuse."""
+    if step and "distill_alpha" in DISTILL_RUNS.get(step, {}) and not kwargs.get("teachers"):
+        raise ValueError(f"{step} distils from a teacher and none was given. Fix: --teacher MODEL.keras (CLI and "
+                         f"scripts/full_runs.py) or run_step('{step}', teachers=[...]); "
+                         "experiment.available_teachers() lists the saved runs.")
+
+
 def run_dir(step: str, mode: str | None = None, runs_dir="runs") -> Path:
     """Where run_step keeps a step's run (model.keras, results.json, figures)."""
     return Path(runs_dir) / (mode or config.run_mode()) / step
@@ -268,6 +276,7 @@ def run_step(step: str, mode: str | None = None, runs_dir="runs", retrain=False,
     with the same configuration (so notebook N+1 does not retrain notebook N's model)."""
     mode = mode or config.run_mode()
     kwargs = step_config(step, mode, **overrides)
+    require_teacher(step, kwargs)
     out = run_dir(step, mode, runs_dir)
     cached = out / "results.json"
     if cached.exists() and not retrain:

