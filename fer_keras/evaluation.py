@@ -144,6 +144,20 @@ def report(model, source="sample", split="PublicTest", tta="none", out_dir=None,
     return metrics
 
 
+def paired_test(y_true, pred_a, pred_b) -> dict:
+    """Exact McNemar test of two models scored on the same faces (scipy's two-sided binomial test on the faces
+    exactly one of them gets right). A gap in accuracy on one test split is only worth quoting with its p."""
+    from scipy.stats import binomtest
+
+    y, a, b = (np.asarray(v) for v in (y_true, pred_a, pred_b))
+    a_ok, b_ok = a == y, b == y
+    only_a, only_b = int(np.sum(a_ok & ~b_ok)), int(np.sum(b_ok & ~a_ok))
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"n": len(y), "accuracy_a": float(a_ok.mean()), "accuracy_b": float(b_ok.mean()),
+            "delta_pt": 100 * float(b_ok.mean() - a_ok.mean()), "only_a_right": only_a, "only_b_right": only_b,
+            "p_value": float(p), "test": "exact McNemar (binomial on discordant faces), two-sided"}
+
+
 def latency_ms(predict, input_size: int, runs: int = 50, warmup: int = 5, channels: int = 1) -> dict:
     """Latency of one face (batch 1): median and p90 in ms over `runs` calls after `warmup` calls.
 

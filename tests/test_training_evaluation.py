@@ -172,3 +172,16 @@ def test_latency_race_takes_turns_and_ranks_a_slow_model_last():
     assert calls[2:] == (["fast"] * 4 + ["slow"] * 4) * 3  # after one warm-up call each, turns by round
     assert race["slow"]["median_ms"] >= 2.0 > race["fast"]["median_ms"]
     assert race["fast"]["runs"] == 12 and race["fast"]["rounds"] == 3
+
+
+def test_paired_test_is_mcnemar_on_the_discordant_faces():
+    from scipy.stats import binomtest
+
+    y = np.zeros(100, int)
+    a = np.r_[np.zeros(60, int), np.ones(40, int)]            # 60 right
+    b = np.r_[np.zeros(50, int), np.ones(10, int), np.zeros(20, int), np.ones(20, int)]  # 70 right
+    r = evaluation.paired_test(y, a, b)
+    assert (r["only_a_right"], r["only_b_right"]) == (10, 20)
+    assert r["delta_pt"] == pytest.approx(10.0) and r["n"] == 100
+    assert r["p_value"] == pytest.approx(binomtest(10, 30, 0.5).pvalue)
+    assert evaluation.paired_test(y, a, a)["p_value"] == 1.0
