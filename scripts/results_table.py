@@ -111,7 +111,7 @@ def other_rows(files: dict[str, dict]) -> list[str]:
             missed = "; ".join(f"{k} misses {', '.join(t for t, ok in m.items() if not ok) or 'none'}"
                                for k, m in r["met"].items())
             paired = "; ".join(f"{pair}: {t['delta_pt']:+.2f} pt (Keras), {t['only_a_right']} vs {t['only_b_right']} "
-                               f"faces right by one only, McNemar p = {t['p_value']:.3f}"
+                               f"faces right by one only, McNemar p = {t['p_value']:.2g}"
                                for pair, t in r.get("paired", {}).items())
             out.append(f"- **Distillation (notebook 16), all measured in one run** on {r['data']['test_split']} "
                        f"(n={r['data']['test_n']}; int8 accuracy / size / ms per face, LiteRT single thread): {cells}. "
