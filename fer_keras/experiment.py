@@ -232,9 +232,14 @@ def step_config(step: str, mode: str | None = None, **overrides) -> dict:
     return kwargs | overrides
 
 
+def distils(step: str | None) -> bool:
+    """True for a notebook step that trains a student from teachers (16_tiny_distilled)."""
+    return "distill_alpha" in DISTILL_RUNS.get(step or "", {})
+
+
 def require_teacher(step: str | None, kwargs: dict) -> None:
     """A distilling step with no teacher would quietly train the student alone under the distilled name: refuse."""
-    if step and "distill_alpha" in DISTILL_RUNS.get(step, {}) and not kwargs.get("teachers"):
+    if distils(step) and not kwargs.get("teachers"):
         raise ValueError(f"{step} distils from a teacher and none was given. Fix: --teacher MODEL.keras (CLI and "
                          f"scripts/full_runs.py) or run_step('{step}', teachers=[...]); "
                          "experiment.available_teachers() lists the saved runs.")

