@@ -216,3 +216,16 @@ def check_soft_targets(fn) -> None:
     hot = np.asarray(fn(np.array([[1000.0, 0.0, 0.0]]), 1.0), float)
     assert np.isfinite(hot).all(), "large logits overflow: subtract each row's max before exp"
     _ok("soft_targets")
+
+
+def check_warmup_decay(fn) -> None:
+    """fn(progress in [0, 1], warmup fraction) -> learning-rate multiplier: linear warm-up to 1, then linear
+    decay to exactly 0 at progress 1 (the budget schedule of notebook 17)."""
+    assert abs(float(fn(0.0, 0.1))) < 1e-9, "at progress 0 the warm-up starts from 0"
+    assert abs(float(fn(0.05, 0.1)) - 0.5) < 1e-9, "halfway through a 0.1 warm-up the multiplier is 0.5"
+    assert abs(float(fn(0.1, 0.1)) - 1.0) < 1e-9, "the warm-up ends at the peak, 1.0"
+    assert abs(float(fn(0.55, 0.1)) - 0.5) < 1e-9, \
+        "after the warm-up, decay linearly: at 0.55 (halfway from 0.1 to 1) expect 0.5; hint: (1 - p) / (1 - warmup)"
+    assert abs(float(fn(1.0, 0.1))) < 1e-9, "the rate must reach exactly 0 at the deadline"
+    assert abs(float(fn(1.3, 0.1))) < 1e-9, "past the deadline (a late step) the rate stays 0, never negative"
+    _ok("warmup_decay")

@@ -10,9 +10,69 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
+STARTED = time.perf_counter()  # a --budget counts from here: imports, loading and testing are part of the run
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # silence TF C++ info logs
+
+
+def parse_duration(text: str) -> float:
+    """'15m', '2h', '90s', '1h30m' or a bare number of minutes -> minutes (argparse type for --budget)."""
+    import re
+
+    t = str(text).strip().lower()
+    try:
+        minutes = float(t)
+    except ValueError:
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?", t)
+        if not t or parts is None:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 15m, 2h, 1h30m or 900s")
+        h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+        minutes = 60 * h + m + sec / 60
+    if not minutes > 0 or minutes == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the budget must be a positive duration such as 15m")
+    return minutes
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False, what="a number"):
+    """An argparse type: `kind` (int or float) within [low, high] (open ends where asked), finite, with a fix-it
+    message naming the range."""
+    import math
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        bad = (kind is float and not math.isfinite(value)) or (low is not None and (value <= low if low_open
+                                                                                      else value < low)) \
+            or (high is not None and (value >= high if high_open else value > high))
+        if bad:
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+            hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"{text!r}: give {what} {' and '.join(x for x in (lo, hi) if x)}")
+        return value
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, what="a whole number")
+SEED = _number(int, 0, 2 ** 32 - 1, what="a whole number")
+POSITIVE = _number(float, 0, low_open=True, what="a number")
+FRACTION = _number(float, 0, 1, high_open=True, what="a fraction")
+OPEN_FRACTION = _number(float, 0, 1, low_open=True, high_open=True, what="a fraction")
+
+
+def parse_model_arg(text: str) -> tuple[str, object]:
+    """'pool=max' -> ('pool', 'max'); values are read as JSON where they parse (numbers, lists), else strings."""
+    key, sep, value = str(text).partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: write KEY=VALUE, e.g. pool=max or widths=[48,96,192]")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def _add_data_args(p):
@@ -44,32 +104,49 @@ def build_parser() -> argparse.ArgumentParser:
                                       "or 'fer2013' for the full data via $FER_KERAS_DATA (default with --step)")
     train.add_argument("--labels", help="fer2013 (default) | ferplus8 | ferplus7 | ferm, optionally "
                                         "':probability' (FER+ soft labels)")
-    train.add_argument("--epochs", type=int, help="default 30 (steps: 100)")
-    train.add_argument("--batch-size", type=int, help="default 64")
-    train.add_argument("--lr", type=float, help="learning rate, default 1e-3 (steps: 1e-4)")
+    train.add_argument("--epochs", type=POSITIVE_INT, help="default 30 (steps: 100)")
+    train.add_argument("--batch-size", type=POSITIVE_INT, help="default 64")
+    train.add_argument("--lr", type=POSITIVE, help="learning rate, default 1e-3 (steps: 1e-4)")
     train.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "adam_gc", "adamw_gc", "sgd_gc"],
                        help="'_gc': with gradient centralization")
     train.add_argument("--loss", choices=["crossentropy", "focal"])
     train.add_argument("--lr-schedule", choices=["cosine", "s000_step"])
-    train.add_argument("--width", type=int, help="base width of the paper models (default 64)")
-    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--width", type=POSITIVE_INT, help="base width of the paper models (default 64)")
+    train.add_argument("--model-arg", action="append", type=parse_model_arg, metavar="KEY=VALUE",
+                       help="another argument for the model builder, e.g. pool=max or widths=[48,96,192] (repeatable)")
+    train.add_argument("--weight-decay", type=FRACTION)
     train.add_argument("--augment", choices=AUGMENT_LEVELS, help="default basic")
     train.add_argument("--class-weights", action="store_true", default=None,
                        help="balanced class weights (scikit-learn)")
-    train.add_argument("--reduce-lr", type=int, metavar="PATIENCE", help="ReduceLROnPlateau patience")
-    train.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+    train.add_argument("--reduce-lr", type=POSITIVE_INT, metavar="PATIENCE", help="ReduceLROnPlateau patience")
+    train.add_argument("--early-stopping", type=POSITIVE_INT, metavar="PATIENCE",
                        help="EarlyStopping patience (restores the best weights)")
-    train.add_argument("--val-fraction", type=float)
+    train.add_argument("--val-fraction", type=_number(float, 0, 0.5, what="a fraction"),
+                       help="validation slice of Training, 0 to 0.5 (0: none; default 0.1)")
     train.add_argument("--test-split", choices=["PublicTest", "PrivateTest"])
-    train.add_argument("--input-size", type=int, help="model input; < 48 trains on random crops")
+    train.add_argument("--input-size", type=_number(int, 16, 48, what="a size in pixels"), help="model input; < 48 trains on random crops")
     train.add_argument("--tta", choices=["none", "flip", "ten_crop"])
-    train.add_argument("--seed", type=int)
+    train.add_argument("--seed", type=SEED)
     train.add_argument("--teacher", action="append", metavar="MODEL.keras",
                        help="distil from this saved model (repeat for an ensemble; logits averaged)")
-    train.add_argument("--alpha", type=float, help="distillation: weight of the hard-label term (default 0.1)")
-    train.add_argument("--temperature", type=float, help="distillation temperature T (default 4)")
-    train.add_argument("--time-limit", type=float, metavar="MINUTES",
-                       help="stop after the epoch that would pass this wall time (results record it)")
+    train.add_argument("--alpha", type=_number(float, 0, 1, what="a weight"), help="distillation: weight of the hard-label term (default 0.1)")
+    train.add_argument("--temperature", type=POSITIVE, help="distillation temperature T (default 4)")
+    train.add_argument("--time-limit", type=POSITIVE, metavar="MINUTES",
+                       help="stop after the epoch that would pass this wall time and leave the run resumable "
+                            "(for a session with a hard end)")
+    train.add_argument("--budget", type=parse_duration, metavar="DURATION",
+                       help="train for a wall-clock budget (15m, 2h, 1h30m) instead of an epoch count: the learning "
+                            "rate warms up, then decays to zero at the deadline; loading and testing count too")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue an interrupted run from its last finished epoch: its --out folder or its "
+                            "state folder (other flags except --time-limit are read from the run)")
+    train.add_argument("--restart", action="store_true",
+                       help="start over even if an interrupted run of the same settings could be continued")
+    train.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"],
+                       help="auto (default): mixed_bfloat16 where the CPU has native bf16, else float32")
+    train.add_argument("--label-smoothing", type=FRACTION)
+    train.add_argument("--ema", type=OPEN_FRACTION, metavar="MOMENTUM", help="average the weights (e.g. 0.999)")
+    train.add_argument("--warmup", type=FRACTION, help="budget schedule: warm-up fraction (default 0.1)")
     train.add_argument("--out", default="runs/quickstart", help="output folder")
     train.add_argument("--results-json", help="also copy results.json here (e.g. results/<run>.json)")
 
@@ -213,24 +290,41 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "val_fraction": "val_fraction", "test_split": "test_split", "input_size": "input_size",
                "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes", "loss": "loss",
                "lr_schedule": "lr_schedule", "teacher": "teachers", "alpha": "distill_alpha",
-               "temperature": "distill_temperature"}
+               "temperature": "distill_temperature", "budget": "budget_minutes", "precision": "precision",
+               "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup"}
 
 
 def cmd_train(args) -> int:
     from fer_keras import experiment
 
+    command = ["python", "-m", "fer_keras"] + sys.argv[1:]
+    if args.resume:
+        results = experiment.resume_run(args.resume, args.time_limit, command=command, started=STARTED)
+        return _report_train(results, args, Path(results["out_dir"]))
     kwargs = experiment.step_config(args.step, "full") if args.step else {"source": "sample", "epochs": 30}
     kwargs |= {dest: getattr(args, flag) for flag, dest in _TRAIN_ARGS.items() if getattr(args, flag) is not None}
     if args.width:
         kwargs["model_kwargs"] = (kwargs.get("model_kwargs") or {}) | {"width": args.width}
+    if args.model_arg:
+        kwargs["model_kwargs"] = (kwargs.get("model_kwargs") or {}) | dict(args.model_arg)
     experiment.require_teacher(args.step, kwargs)
-    results = experiment.train_and_evaluate(out_dir=args.out, command=["python", "-m", "fer_keras"] + sys.argv[1:],
-                                            **kwargs)
+    if args.restart:
+        kwargs["resume"] = False
+    results = experiment.train_and_evaluate(out_dir=args.out, command=command, started=STARTED, **kwargs)
+    return _report_train(results, args, Path(args.out))
+
+
+def _report_train(results: dict, args, out: Path) -> int:
     if args.results_json:
+        from fer_keras.training import atomic_write_text
+
         Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.results_json).write_text(json.dumps(results, indent=1))
+        atomic_write_text(args.results_json, json.dumps(results, indent=1))
     _print_summary(results["test"], f"{results['model']} on {results['data']['test_split']}")
-    print(f"wrote {args.out}/: model.keras, results.json, history.csv, per_class.csv, "
+    if results.get("stopped_by_time_limit"):
+        print(f"stopped by --time-limit after epoch {results['epochs_run']}; continue with: "
+              f"python -m fer_keras train --resume {out}")
+    print(f"wrote {out}/: model.keras, results.json, history.csv, per_class.csv, "
           "learning_curves.png, confusion_matrix.png")
     return 0
 
@@ -270,6 +364,12 @@ def main(argv=None) -> int:
                 "export": cmd_export, "predict": cmd_predict, "demo": cmd_demo}
     try:
         return commands[args.command](args)
+    except KeyboardInterrupt:
+        if args.command != "train":
+            raise
+        print(f"\ninterrupted: the last finished epoch is kept; continue with: python -m fer_keras train "
+              f"--resume {args.resume or args.out}", file=sys.stderr)
+        return 130
     except (FerDataError, ModelFileError, ImageError, CompressError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

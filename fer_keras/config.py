@@ -5,6 +5,7 @@ One place for class order, so no notebook types a class list of its own (a class
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -49,6 +50,7 @@ FERPLUS_FILES = ("fer2013new.csv",)
 CKPLUS_FILES = ("ckplus48.csv.gz", "ckplus48.csv")
 
 DATA_ENV = "FER_KERAS_DATA"
+RUNS_ENV = "FER_KERAS_RUNS"
 MODE_ENV = "FER_MODE"
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -70,3 +72,11 @@ def run_mode() -> str:
     if mode not in ("smoke", "full"):
         raise ValueError(f"{MODE_ENV}={mode!r}: use 'smoke' or 'full'.")
     return mode
+
+
+def run_state_dir(out_dir) -> Path:
+    """Where a training run keeps its resumable state (checkpoint, run.json): outside the working tree, in
+    $FER_KERAS_RUNS or ~/.cache/fer_keras/runs, one folder per output folder (its name + a hash of its path)."""
+    out = Path(out_dir).expanduser().resolve()
+    root = Path(os.environ.get(RUNS_ENV) or Path.home() / ".cache" / "fer_keras" / "runs").expanduser()
+    return root / f"{out.name}-{hashlib.sha1(str(out).encode()).hexdigest()[:8]}"

@@ -365,7 +365,7 @@ def load_ferplus(fer_path=None, ferplus_path=None, mode="majority", label_set="f
 def compare_labels(fer: Split, plus: Split, plus_label_set: str = "ferplus8") -> pd.DataFrame:
     """Crosstab of FER2013 labels (rows) vs FER+ majority labels (columns) on the images both keep."""
     common, i_fer, i_plus = np.intersect1d(fer.rows, plus.rows, return_indices=True)
-    plus_y = plus.y[i_plus].argmax(axis=1) if plus.y.ndim == 2 else plus.y[i_plus]
+    plus_y = hard_labels(plus.y[i_plus])
     names = config.LABEL_SETS[plus_label_set]
     return pd.crosstab(pd.Categorical(np.array(config.FER2013_CLASSES)[fer.y[i_fer]], config.FER2013_CLASSES),
                        pd.Categorical(np.array(names)[plus_y], names), rownames=["FER2013"],
@@ -448,6 +448,12 @@ def fold_leakage(folds, groups: np.ndarray) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # Splits, weights, samples
 # ---------------------------------------------------------------------------------------------
+def hard_labels(y: np.ndarray) -> np.ndarray:
+    """Integer labels (N,) from int labels (N,) or soft labels (N, C) (their argmax)."""
+    y = np.asarray(y)
+    return y.argmax(axis=1) if y.ndim == 2 else y
+
+
 def class_weights(y: np.ndarray, n_classes: int | None = None) -> dict[int, float]:
     """Balanced class weights (scikit-learn) for integer or one-hot/soft labels -> {class: weight}."""
     from sklearn.utils.class_weight import compute_class_weight
@@ -480,7 +486,7 @@ def holdout_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[
     from sklearn.model_selection import train_test_split
 
     y = np.asarray(y)
-    strat = y.argmax(axis=1) if y.ndim == 2 else y
+    strat = hard_labels(y)
     classes, counts = np.unique(strat, return_counts=True)
     rare = np.isin(strat, classes[counts < 2])  # a class with one face cannot be split: it stays in training
     idx = np.flatnonzero(~rare)

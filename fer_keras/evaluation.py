@@ -74,7 +74,7 @@ def evaluate_model(loaded: modelfile.LoadedModel, split: data.Split, tta: str = 
     meta = loaded.metadata
     probs = predict_proba(loaded.predict, split.x, meta["input_size"][0], tta)
     metrics = classification_metrics(split.y, probs, meta["class_names"])
-    y_hard = split.y.argmax(axis=1) if split.y.ndim == 2 else split.y
+    y_hard = data.hard_labels(split.y)
     metrics["binary_accuracy_s004"] = binary_accuracy(y_hard, probs)
     metrics["ten_crop"] = tta == "ten_crop"
     metrics["tta"] = tta
@@ -107,7 +107,7 @@ def cross_label_metrics(loaded: modelfile.LoadedModel, split: data.Split, target
     names = loaded.metadata["class_names"]
     probs = predict_proba(loaded.predict, split.x, loaded.metadata["input_size"][0], tta)
     pred = np.array([target.index(names[i]) if names[i] in target else -1 for i in probs.argmax(axis=1)])
-    y = split.y.argmax(axis=1) if split.y.ndim == 2 else split.y
+    y = data.hard_labels(split.y)
     labels = np.arange(len(target))
     recall = recall_score(y, pred, labels=labels, average=None, zero_division=0)
     return {"accuracy": float(np.mean(pred == y)),
@@ -136,7 +136,7 @@ def report(model, source="sample", split="PublicTest", tta="none", out_dir=None,
     probs = predict_proba(loaded.predict, test.x, loaded.metadata["input_size"][0], tta)
     names = loaded.metadata["class_names"]
     metrics = classification_metrics(test.y, probs, names) | {"tta": tta, "split": split, "data": str(source)}
-    y = test.y.argmax(axis=1) if test.y.ndim == 2 else test.y
+    y = data.hard_labels(test.y)
     metrics["text"] = classification_report(y, probs.argmax(axis=1), labels=np.arange(len(names)),
                                             target_names=names, digits=3, zero_division=0)
     if out_dir:

@@ -67,7 +67,13 @@ LABEL_RUNS = {
 DISTILL_RECIPE = {"model": "tiny_cnn", "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 64, "epochs": 60,
                   "augment": "basic", "reduce_lr_patience": 5}
 DISTILL_RUNS = {"16_tiny_alone": {}, "16_tiny_distilled": {"distill_alpha": 0.1, "distill_temperature": 4.0}}
-STEPS = S004_STEPS | PAPER_RUNS | LABEL_RUNS | DISTILL_RUNS
+# Notebook 17: the CPU speed recipe (benchmarks/README.md, results/speedrun/). A budget schedule (warm-up, then
+# linear decay to zero at the deadline); give `--budget 15m` for a wall-clock budget, else it runs `epochs`.
+SPEED_RECIPE = {"model": "speed_cnn", "optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05,
+                "batch_size": 128, "label_smoothing": 0.1, "augment": "basic", "tta": "flip", "lr_schedule": "budget",
+                "warmup": 0.1, "epochs": 10}
+SPEED_RUNS = {"17_speed": {}}
+STEPS = S004_STEPS | PAPER_RUNS | LABEL_RUNS | DISTILL_RUNS | SPEED_RUNS
 # Smoke mode: same code path on the bundled sample, sizes shrunk (paper models at a quarter width).
 SMOKE = {"source": "sample", "epochs": 1, "batch_size": 32}
 SMOKE_PAPER = SMOKE | {"model_kwargs": {"width": 16}}
@@ -80,61 +86,116 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
                        test_split="PublicTest", seed=0, input_size=None, tta="none",
                        out_dir="runs/quickstart", weight_decay=None, time_limit_minutes=None, verbose=None,
                        command=None, model_kwargs=None, loss="crossentropy", focal_alpha=0.25, focal_gamma=2.0,
-                       lr_schedule=None, teachers=None, distill_alpha=0.1, distill_temperature=4.0) -> dict:
+                       lr_schedule=None, teachers=None, distill_alpha=0.1, distill_temperature=4.0,
+                       budget_minutes=None, precision="auto", label_smoothing=0.0, ema=None, warmup=0.1,
+                       resume="auto", state_dir=None, started=None) -> dict:
     """Train `model` on Training (minus a stratified validation slice), test once on `test_split`.
 
     Writes under out_dir: model.keras, results.json, history.csv, learning_curves.png,
     confusion_matrix.png, per_class.csv. Returns the results dict.
 
     input_size None: the builder's default (48, or 44 crops for S000's models). model_kwargs go to the
-    builder (e.g. {"width": 16}). lr_schedule: None, 'cosine' (decay to 0 over all steps) or 's000_step'.
+    builder (e.g. {"width": 16}). lr_schedule: None, 'cosine' (decay to 0 over all steps), 's000_step' or
+    'budget' (warm-up over the first `warmup` fraction, then linear decay to 0: Li et al. 2020).
     tta: how 'test' is scored; models with crops also get 'test_ten_crop'.
     teachers: .keras paths -> knowledge distillation (training.Distiller, alpha / temperature), the
     student `model` is what gets saved and tested.
+    budget_minutes: a wall-clock budget for the whole run (loading, training, testing) instead of an epoch
+    count: the 'budget' schedule runs over the time left and training stops at the deadline.
+    precision: 'auto' (mixed_bfloat16 where the CPU has native bf16, else float32), 'float32',
+    'mixed_bfloat16'; the saved model is float32 either way. val_fraction 0: no validation slice.
+    resume: 'auto' continues an interrupted run of the same configuration from its last finished epoch
+    (state in config.run_state_dir(out_dir), or `state_dir`); True requires one; False starts over.
+    started: time.perf_counter() when the command started (the CLI passes it, so a budget and `wall_seconds`
+    include Python's and TensorFlow's start-up); default: now.
     """
     import sys
 
+    args = {k: v for k, v in locals().items() if k != "sys"}
+    wall_start = time.perf_counter() if started is None else started
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    state_dir = Path(state_dir) if state_dir else config.run_state_dir(out)
+    saved = _saved_state(state_dir, args, resume)
     keras.utils.set_random_seed(seed)
     splits = data.load_dataset(source, label_mode, usages=["Training", test_split])
     train_all, test = splits["Training"], splits[test_split]
-    tr, va = data.holdout_split(train_all.y, val_fraction, seed)
-    train = data.Split(train_all.x[tr], train_all.y[tr], train_all.rows[tr])
-    val = data.Split(train_all.x[va], train_all.y[va], train_all.rows[va])
     label_set = label_mode.partition(":")[0]
     class_names = config.LABEL_SETS[label_set]
+    if label_smoothing and train_all.y.ndim == 1:  # smoothing needs one-hot targets
+        train_all = train_all._replace(y=np.eye(len(class_names), dtype=np.float32)[train_all.y])
+    if val_fraction:
+        tr, va = data.holdout_split(train_all.y, val_fraction, seed)
+        train = data.Split(train_all.x[tr], train_all.y[tr], train_all.rows[tr])
+        val = data.Split(train_all.x[va], train_all.y[va], train_all.rows[va])
+    else:
+        train, val = train_all, None
     soft = train.y.ndim == 2
 
-    net = models.build_model(model, num_classes=len(class_names), input_size=input_size, augment=augment, seed=seed,
-                             **(model_kwargs or {}))
-    lr = learning_rate
-    if lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * -(-len(train.y) // batch_size))
-    elif lr_schedule not in (None, "s000_step"):
-        raise ValueError(f"lr_schedule {lr_schedule!r}: choose None, 'cosine' or 's000_step'")
+    precision = training.resolve_precision(precision)
+    build_args = dict(num_classes=len(class_names), input_size=input_size, augment=augment, seed=seed,
+                      **(model_kwargs or {}))
+    with training.dtype_policy(precision):
+        net = models.build_model(model, **build_args)
+    steps_per_epoch = -(-len(train.y) // batch_size)
+    lr, schedule, budget_s = learning_rate, None, None
+    if budget_minutes:
+        # The time left after loading, less a reserve for testing and saving, is the training budget.
+        budget_s = 60 * budget_minutes * 0.98 - 10 - (time.perf_counter() - wall_start)
+        if budget_s <= 0:
+            raise ValueError(f"--budget {budget_minutes} min leaves no time to train after loading the data; "
+                             "give a larger budget.")
+    schedule_used = "budget" if budget_minutes else lr_schedule
+    fit_epochs = 100_000 if budget_minutes else epochs  # a budget run stops at its deadline
+    if schedule_used == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch)
+    elif schedule_used == "budget":
+        schedule = training.BudgetSchedule(learning_rate, None if budget_s else epochs * steps_per_epoch,
+                                           budget_s, warmup, progress_bar=verbose == 1 and budget_s is not None)
+    elif schedule_used not in (None, "s000_step"):
+        raise ValueError(f"lr_schedule {lr_schedule!r}: choose None, 'cosine', 's000_step' or 'budget'")
     fit_model = net
     if teachers:
-        if soft:
+        if soft and not label_smoothing:
             raise ValueError("distillation here takes integer labels; use a ':majority' label mode")
         fit_model = training.Distiller(net, [_teacher(p, net.input_shape[1]) for p in teachers], distill_alpha,
                                        distill_temperature)
     training.compile_model(fit_model, lr, optimizer, soft_labels=soft, weight_decay=weight_decay, loss=loss,
-                           focal_alpha=focal_alpha, focal_gamma=focal_gamma)
-    weights = data.class_weights(train.y, len(class_names)) if class_weights else None
+                           focal_alpha=focal_alpha, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
+                           ema=ema)
+    weights = data.class_weights(data.hard_labels(train.y), len(class_names)) if class_weights else None
     best = out / "best.weights.h5"
-    callbacks = training.make_callbacks(best, reduce_lr_patience, early_stopping_patience)
+    callbacks = training.make_callbacks(best if val is not None else None, reduce_lr_patience,
+                                        early_stopping_patience)
     if lr_schedule == "s000_step":
         callbacks.append(keras.callbacks.LearningRateScheduler(training.S000StepDecay(learning_rate)))
     timer = training.TimeLimit(60 * time_limit_minutes) if time_limit_minutes else None
-    callbacks += [timer] if timer else []
+    checkpoint = training.RunCheckpoint(state_dir, schedule)
+    callbacks = [schedule] * bool(schedule) + [training.StopOnNaN()] + callbacks + [timer] * bool(timer) + [checkpoint]
+    initial_epoch = 0
+    if saved:
+        state = training.RunCheckpoint.resume(fit_model, state_dir)
+        initial_epoch, checkpoint.history = state["epochs_done"], state["history"]
+        if schedule:
+            schedule.step, schedule.elapsed = state["step"], state["train_seconds"]
+        _restore_trackers(callbacks, state["history"])
+        print(f"resuming {out} from epoch {initial_epoch} ({state_dir})", flush=True)
+    else:
+        _write_run_file(state_dir, args)
     start = time.perf_counter()
-    history = training.fit(fit_model, train, val, epochs, batch_size, weights, callbacks, seed, verbose,
-                           crop=net.input_shape[1])
+    fit_verbose = 2 if schedule is not None and schedule.bar is not None else verbose  # one bar: the time left
+    training.fit(fit_model, train, val, fit_epochs, batch_size, weights, callbacks, seed, fit_verbose,
+                 crop=net.input_shape[1], initial_epoch=initial_epoch)
     train_seconds = time.perf_counter() - start
-    if best.exists() and not early_stopping_patience:
-        fit_model.load_weights(best)  # reload the best epoch before testing
+    history = checkpoint.history
+    if best.exists() and not early_stopping_patience and schedule_used != "budget":
+        fit_model.load_weights(best)  # reload the best epoch before testing (a budget run keeps its last)
+    if precision != "float32":  # save and test a float32 twin: the file does not depend on how it was trained
+        with training.dtype_policy("float32"):
+            twin = models.build_model(model, **build_args)
+        twin.set_weights(net.get_weights())
+        net = twin
     meta = modelfile.make_metadata(net, label_set, model=model, augment=augment)
     modelfile.save_model(net, out / "model.keras", meta)
 
@@ -146,34 +207,106 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
         extra["test_ten_crop"] = evaluation.evaluate_model(loaded, test, "ten_crop")
     elif tta != "none":
         extra["test_single_crop"] = evaluation.evaluate_model(loaded, test, "none")
-    extra["latency_batch1"] = evaluation.latency_ms(net.predict_on_batch, size) | {
-        "what": "Keras predict_on_batch, one face, default threads, this run's hardware"}
+    epochs_run = len(history.get("loss", []))
     results = {
         "run": out.name, "model": model, "params": int(net.count_params()),
         "trainable_params": models.trainable_params(net), "flops": flops.count_flops(net),
-        "data": {"source": str(source), "label_mode": label_mode, "train_n": len(train.y), "val_n": len(val.y),
-                 "val": f"stratified {val_fraction:.0%} of Training (seed {seed})",
+        "data": {"source": str(source), "label_mode": label_mode, "train_n": len(train.y),
+                 "val_n": len(val.y) if val is not None else 0,
+                 "val": f"stratified {val_fraction:.0%} of Training (seed {seed})" if val is not None else "none",
                  "test_split": test_split, "test_n": len(test.y)},
-        "config": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                   "optimizer": optimizer, "augment": augment, "class_weights": bool(class_weights),
-                   "reduce_lr_patience": reduce_lr_patience, "early_stopping_patience": early_stopping_patience,
-                   "input_size": input_size, "weight_decay": weight_decay, "seed": seed, "tta": tta,
-                   "model_kwargs": model_kwargs, "loss": loss, "focal_alpha": focal_alpha,
-                   "focal_gamma": focal_gamma, "lr_schedule": lr_schedule,
+        "config": {"epochs": epochs, "batch_size": batch_size,
+                   "learning_rate": learning_rate, "optimizer": optimizer, "augment": augment,
+                   "class_weights": bool(class_weights), "reduce_lr_patience": reduce_lr_patience,
+                   "early_stopping_patience": early_stopping_patience, "input_size": input_size,
+                   "weight_decay": weight_decay, "seed": seed, "tta": tta, "model_kwargs": model_kwargs,
+                   "loss": loss, "focal_alpha": focal_alpha, "focal_gamma": focal_gamma, "lr_schedule": lr_schedule,
+                   "budget_minutes": budget_minutes, "precision": args["precision"],
+                   "label_smoothing": label_smoothing, "ema": ema, "warmup": warmup, "val_fraction": val_fraction,
                    **({"teachers": [str(t) for t in teachers], "distill_alpha": distill_alpha,
                        "distill_temperature": distill_temperature} if teachers else {})},
         "input_shape": list(net.input_shape[1:]),
-        "epochs_run": len(history.history["loss"]),
+        "precision_used": precision, "lr_schedule_used": schedule_used,
+        "epochs_run": epochs_run,
         "stopped_by_time_limit": bool(timer and timer.stopped),
-        "train_seconds": round(train_seconds, 2),
-        "seconds_per_epoch": round(train_seconds / max(1, len(history.history["loss"])), 2),
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "stopped_by_budget": bool(schedule and schedule.stopped),
+        "resumed_from_epoch": initial_epoch or None,
+        "train_seconds": round(schedule.seconds() if schedule else train_seconds, 2),
+        "seconds_per_epoch": round(train_seconds / max(1, epochs_run - initial_epoch), 2),
+        "history": history,
         "test": metrics,
         **extra,
-        "provenance": provenance.provenance(command),
     }
+    results["wall_seconds"] = round(time.perf_counter() - wall_start, 2)  # start-up + load + train + save + test
+    if budget_minutes:
+        results["within_budget"] = results["wall_seconds"] <= 60 * budget_minutes
+    results["latency_batch1"] = evaluation.latency_ms(net.predict_on_batch, size) | {
+        "what": "Keras predict_on_batch, one face, default threads, this run's hardware"}
+    results["provenance"] = provenance.provenance(command)
+    results["out_dir"] = str(out)
     write_report(results, out)
+    if not results["stopped_by_time_limit"]:  # a run cut by --time-limit stays resumable
+        training.atomic_write_text(state_dir / "state.json", json.dumps({"finished": True, "out_dir": str(out)}))
+        (state_dir / "state.weights.h5").unlink(missing_ok=True)
     return results
+
+
+# Arguments that may change between the sessions of one run without making it another run.
+_SESSION_ARGS = ("verbose", "command", "time_limit_minutes", "resume", "state_dir", "started")
+
+
+def _run_key(args: dict) -> dict:
+    return json.loads(json.dumps({k: v for k, v in args.items() if k not in _SESSION_ARGS}, default=str))
+
+
+def _write_run_file(state_dir: Path, args: dict) -> None:
+    """run.json: the arguments of the run, so `train --resume` can continue it (and a clone can, from a
+    committed copy of the state folder)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "state.weights.h5").unlink(missing_ok=True)
+    (state_dir / "state.json").unlink(missing_ok=True)
+    record = {"args": _run_key(args), "out_dir": str(Path(args["out_dir"]).resolve())}
+    training.atomic_write_text(state_dir / "run.json", json.dumps(record, indent=1))
+
+
+def _saved_state(state_dir: Path, args: dict, resume) -> bool:
+    """True when there is an unfinished checkpoint of this very run to continue."""
+    run_file, state_file = state_dir / "run.json", state_dir / "state.json"
+    found = run_file.is_file() and state_file.is_file() and (state_dir / "state.weights.h5").is_file()
+    same = found and json.loads(run_file.read_text()).get("args") == _run_key(args)
+    if resume is True and not same:
+        raise ValueError(f"{state_dir}: no unfinished checkpoint of this run to resume"
+                         + (" (its run.json has other settings)" if found else "")
+                         + ". Fix: start it without --resume.")
+    if found and not (resume and same):
+        print(f"starting over: the unfinished checkpoint in {state_dir} ({json.loads(state_file.read_text())['epochs_done']} "
+              f"epochs) is replaced" + ("" if same else " (it had other settings)"), flush=True)
+    return bool(resume) and same
+
+
+def _restore_trackers(callbacks, history: dict) -> None:
+    """After a resume, callbacks that track the best epoch so far start from the history, not from scratch."""
+    for cb in callbacks:
+        monitor = getattr(cb, "monitor", None)
+        if monitor in history and history[monitor] and hasattr(cb, "best"):
+            cb.best = (max if "acc" in monitor else min)(history[monitor])
+
+
+def resume_run(path, time_limit_minutes=None, verbose=None, command=None, started=None) -> dict:
+    """Continue an interrupted run: `path` is its output folder, or its state folder (holding run.json;
+    e.g. a copy committed so another machine can continue)."""
+    path = Path(path)
+    state_dir = path if (path / "run.json").is_file() else config.run_state_dir(path)
+    if not (state_dir / "run.json").is_file():
+        raise ValueError(f"{path}: no run to resume (looked for run.json there and in {state_dir}). Fix: pass the "
+                         "--out folder of an interrupted train command, or its state folder.")
+    record = json.loads((state_dir / "run.json").read_text())
+    state = json.loads((state_dir / "state.json").read_text()) if (state_dir / "state.json").is_file() else {}
+    if state.get("finished"):
+        raise ValueError(f"{path}: that run finished; its results are in {record['out_dir']}.")
+    args = record["args"] | {"time_limit_minutes": time_limit_minutes, "verbose": verbose, "command": command,
+                             "started": started}
+    return train_and_evaluate(**args, resume=True, state_dir=state_dir)
 
 
 def _teacher(path, size: int) -> keras.Model:
@@ -199,7 +332,7 @@ def write_report(results: dict, out: Path) -> None:
     from fer_keras import viz
 
     out = Path(out)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    training.atomic_write_text(out / "results.json", json.dumps(results, indent=1))
     pd.DataFrame(results["history"]).rename_axis("epoch").to_csv(out / "history.csv")
     test = results["test"]
     evaluation.write_metrics_report(test, out, f"{results['model']} on {results['data']['test_split']} "
@@ -221,6 +354,9 @@ def step_config(step: str, mode: str | None = None, **overrides) -> dict:
     elif step in DISTILL_RUNS:
         kwargs = {"source": "fer2013"} | DISTILL_RECIPE | DISTILL_RUNS[step]
         smoke = SMOKE | {"epochs": 2}
+    elif step in SPEED_RUNS:
+        kwargs = {"source": "fer2013"} | SPEED_RECIPE | SPEED_RUNS[step]
+        smoke = SMOKE | {"epochs": 2, "batch_size": 32}
     elif step in LABEL_RUNS:
         kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS["07_augmentation"] | LABEL_RUNS[step]
         smoke = SMOKE_LABELS
@@ -373,3 +509,51 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
             "std_accuracy": float(np.std(accuracies)), "test_sizes": [len(te) for _, te in folds],
             "leaked_test_rows": leaks, "train_seconds": round(time.perf_counter() - start, 1),
             "provenance": provenance.provenance(command)}
+
+
+def speedrun_table(folder) -> pd.DataFrame:
+    """Notebook 17's table from results/speedrun/*.json: one row per budget run (budget, seed, wall minutes,
+    epochs, PublicTest accuracy single and with flip TTA, macro-F1, CPU, what else ran)."""
+    rows = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        r = json.loads(path.read_text())
+        if "test" not in r or not r.get("config", {}).get("budget_minutes"):
+            continue
+        single = r.get("test_single_crop", r["test"])
+        prov = r["provenance"]
+        rows[path.stem] = {"budget min": r["config"]["budget_minutes"], "seed": r["config"]["seed"],
+                           "wall min": round(r["wall_seconds"] / 60, 2), "epochs": r["epochs_run"],
+                           "accuracy": round(single["accuracy"], 4),
+                           f"accuracy ({r['test']['tta']} TTA)": round(r["test"]["accuracy"], 4),
+                           "macro-F1": round(r["test"]["macro_f1"], 4), "test n": r["test"]["n"],
+                           "cpu": "{model_name} fam {family} model {model}".format(**prov["hardware"]["cpu"]),
+                           "ran beside it": prov.get("load", {}).get("concurrent", "not stated")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def ablation_table(folder, baseline: str | None = None) -> pd.DataFrame:
+    """Notebook 17's ablation: one row per run in `folder` (results JSONs of one recipe with one change each, at
+    one budget): what changed against `baseline`, the budget, epochs reached, the final validation accuracy (the
+    number the choice is made on) and the PublicTest accuracy (reported, never used to choose)."""
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
+    base = runs.get(baseline, {}).get("config", {}) if baseline else {}
+    rows = {}
+    for name, r in runs.items():
+        cfg = r["config"]
+        changed = {k: v for k, v in cfg.items() if base and base.get(k) != v and k != "seed"}
+        hist = r["history"]
+        rows[name] = {"changed": ", ".join(f"{k}={v}" for k, v in changed.items()) or "(baseline)",
+                      "budget min": cfg.get("budget_minutes"), "seed": cfg["seed"], "epochs": r["epochs_run"],
+                      "val accuracy": round(hist["val_accuracy"][-1], 4) if hist.get("val_accuracy") else None,
+                      "test accuracy": round(r.get("test_single_crop", r["test"])["accuracy"], 4),
+                      "ran beside it": r["provenance"].get("load", {}).get("concurrent", "not stated")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def speedrun_points(folder) -> dict:
+    """{model: [(wall minutes, PublicTest accuracy), ...]} of the budget runs, for viz.plot_time_to_accuracy."""
+    table = speedrun_table(folder)
+    if not len(table):
+        return {}
+    tta = [c for c in table.columns if c.startswith("accuracy (")][0]
+    return {f"speed_cnn ({tta[len('accuracy ('):-1]})": list(zip(table["wall min"], table[tta]))}

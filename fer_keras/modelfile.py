@@ -58,9 +58,14 @@ def save_model(model, path: str | os.PathLike, metadata: dict) -> Path:
     if path.suffix != ".keras":
         raise ValueError(f"{path}: save as a .keras file (use compress.export_tflite for .tflite).")
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    with zipfile.ZipFile(path, "a") as zf:
-        zf.writestr(META_NAME, json.dumps(metadata, indent=1))
+    tmp = path.with_name(f".{path.stem}.partial.keras")  # written whole, then renamed: never half a model
+    try:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(META_NAME, json.dumps(metadata, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

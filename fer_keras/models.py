@@ -27,9 +27,9 @@ def _stem(input_size: int, augment: str, seed: int | None, channels: int = 1):
     return inputs, layers.Rescaling(1.0 / 255, name="rescale")(x)
 
 
-def _conv(x, filters, bn=True, padding="valid", name=None, out_name=None, bn_momentum=0.99):
+def _conv(x, filters, bn=True, padding="valid", name=None, out_name=None, bn_momentum=0.99, use_bias=True):
     """Conv 3x3 -> [BN] -> ReLU (S004's unit); `out_name` names the ReLU (e.g. 'last_conv')."""
-    x = layers.Conv2D(filters, 3, padding=padding, name=f"{name}_conv")(x)
+    x = layers.Conv2D(filters, 3, padding=padding, use_bias=use_bias, name=f"{name}_conv")(x)
     if bn:
         x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     return layers.ReLU(name=out_name or f"{name}_relu")(x)
@@ -353,6 +353,38 @@ def build_tiny_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, au
     return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name)
 
 
+def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, augment: str = "basic",
+                    widths=(32, 64, 128), convs=(1, 2, 2), stem_kernel: int = 4, pool: str = "avg",
+                    seed: int | None = None, name: str = "speed_cnn") -> keras.Model:
+    """The speed recipe's network (notebook 17), chosen by measured accuracy per CPU-second, not by FLOPs.
+
+    A 4x4 stride-2 conv stem halves 48x48 to 24x24 at once (on this CPU the layers at full resolution
+    cost far more time than their FLOPs say), then per stage `convs` 3x3 conv-BN-ReLU at `widths`,
+    max-pooled between stages (24 -> 12 -> 6), global average pooling (pool='max': global max pooling, as
+    airbench; measured worse here, notebook 17's ablation), float32 logits. Only
+    plain convolutions: depthwise ones reach ~10 GFLOP/s here against ~55 for these
+    (benchmarks/README.md). Default: 288,903 parameters, 43 MFLOPs.
+
+    BatchNorm momentum is 0.9, not Keras' 0.99: a budget run has only a few hundred steps per epoch, and with
+    0.99 the moving variance still carried 13 % of its initial 1.0 after the first epoch, far above the real
+    variance, so the model in inference mode predicted one class for every face (measured: 17 % validation
+    accuracy against 35 % in training)."""
+    inputs, x = _stem(input_size, augment, seed)
+    x = layers.Conv2D(widths[0], stem_kernel, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(momentum=0.9, name="stem_bn")(x))
+    for stage, (filters, n) in enumerate(zip(widths, convs), start=1):
+        for i in range(1, n + 1):
+            last = stage == len(widths) and i == n
+            x = _conv(x, filters, padding="same", name=f"stage{stage}_{i}", out_name="last_conv" if last else None,
+                      use_bias=False, bn_momentum=0.9)
+        if stage < len(widths):
+            x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+    if pool not in ("avg", "max"):
+        raise ValueError(f"pool {pool!r}: choose 'avg' or 'max'")
+    x = (layers.GlobalAveragePooling2D(name="gap") if pool == "avg" else layers.GlobalMaxPooling2D(name="gmp"))(x)
+    return keras.Model(inputs, layers.Dense(num_classes, dtype="float32", name="logits")(x), name=name)
+
+
 # CLI names -> builders. Every builder accepts num_classes, input_size, augment, seed; the paper
 # models also width and channels.
 MODELS = {
@@ -370,6 +402,7 @@ MODELS = {
     "obsr_net_two_stream": partial(build_obsr_net, shared=False),
     "ca_resnet": build_ca_resnet,
     "tiny_cnn": build_tiny_cnn,
+    "speed_cnn": build_speed_cnn,
 }
 
 
@@ -378,7 +411,7 @@ def build_model(name: str, **kwargs) -> keras.Model:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     model = MODELS[name](**{k: v for k, v in kwargs.items() if v is not None})
-    if name not in ("small_cnn", "tiny_cnn") and "name" not in kwargs:
+    if name not in ("small_cnn", "tiny_cnn", "speed_cnn") and "name" not in kwargs:
         model.name = name
     return model
 

@@ -49,6 +49,30 @@ def hardware() -> dict:
     return info
 
 
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu() -> dict:
+    """CPU model and the SIMD flags that decide training speed (bf16 is only fast with avx512_bf16/amx_bf16)."""
+    info = {"model_name": platform.processor() or platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"model_name": fields.get("model name", info["model_name"]), "family": fields.get("cpu family"),
+            "model": fields.get("model"), "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def load() -> dict:
+    """What else was running: the 1-minute load average now, and $FER_KERAS_CONCURRENT (what the person
+    running the command says ran beside it; timing runs set it to 'nothing')."""
+    return {"loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "concurrent": os.environ.get("FER_KERAS_CONCURRENT", "not stated")}
+
+
 def provenance(command: list[str] | None = None) -> dict:
     """The record every results JSON carries."""
     import keras
@@ -64,5 +88,6 @@ def provenance(command: list[str] | None = None) -> dict:
         "keras": keras.__version__,
         "numpy": numpy.__version__,
         "backend": keras.backend.backend(),
-        "hardware": hardware(),
+        "hardware": hardware() | {"cpu": cpu()},
+        "load": load(),
     }

@@ -6,8 +6,12 @@ test split (PublicTest) is never seen during training.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,37 +25,53 @@ class FaceBatches(keras.utils.PyDataset):
     x: uint8 (N, 48, 48); y: int (N,) or soft float (N, C) or None. crop: model input size S < 48 ->
     random crops when shuffling (training), centre crops otherwise. class_weight: {class: w} applied
     as per-sample weights (works for soft labels too, by argmax).
+
+    With shuffle=True the batches are an endless stream (`num_batches` None; pass `steps_per_epoch` to fit,
+    as `fit` below does) whose k-th batch is a pure function of (seed, epoch + k): the epoch's order and the
+    random crops are drawn from (seed, epoch) and (seed, epoch, batch). Keras peeks at batches and prefetches
+    the next epoch before any epoch-end hook runs, so a shuffle done in a hook would depend on timing; this
+    does not, and a run resumed at `epoch` sees exactly the batches it would have seen.
     """
 
-    def __init__(self, x, y=None, batch_size=64, shuffle=False, crop=None, class_weight=None, seed=0, **kwargs):
+    def __init__(self, x, y=None, batch_size=64, shuffle=False, crop=None, class_weight=None, seed=0, epoch=0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.x, self.y, self.batch_size, self.shuffle, self.crop = x, y, int(batch_size), shuffle, crop
-        self.rng = np.random.default_rng(seed)
-        self.order = np.arange(len(x))
+        self.seed, self.steps_per_epoch = int(seed), math.ceil(len(x) / int(batch_size))
+        self.start = int(epoch) * self.steps_per_epoch
+        self._orders = {}
         self.weights = None
         if class_weight is not None and y is not None:
-            hard = y.argmax(axis=1) if y.ndim == 2 else y
-            self.weights = np.array([class_weight.get(int(c), 1.0) for c in hard], np.float32)
-        self.on_epoch_end()
+            self.weights = np.array([class_weight.get(int(c), 1.0) for c in data.hard_labels(y)], np.float32)
 
     def __len__(self):
-        return math.ceil(len(self.x) / self.batch_size)
+        return self.steps_per_epoch
+
+    @property
+    def num_batches(self):
+        return None if self.shuffle else self.steps_per_epoch
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The face order of `epoch` (a permutation drawn from (seed, epoch)); arange without shuffling."""
+        if not self.shuffle:
+            return np.arange(len(self.x))
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.x))}
+        return self._orders[epoch]
 
     def __getitem__(self, i):
-        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        epoch, j = divmod(self.start + i, self.steps_per_epoch) if self.shuffle else (0, i)
+        idx = self.order(epoch)[j * self.batch_size:(j + 1) * self.batch_size]
         x = self.x[idx]
         if self.crop and self.crop < x.shape[1]:
-            x = augment.random_crops(x, self.crop, self.rng) if self.shuffle else augment.center_crop(x, self.crop)
+            rng = np.random.default_rng([self.seed, epoch, j])
+            x = augment.random_crops(x, self.crop, rng) if self.shuffle else augment.center_crop(x, self.crop)
         x = data.to_model_input(x)
         if self.y is None:
             return (x,)
         if self.weights is None:
             return x, self.y[idx]
         return x, self.y[idx], self.weights[idx]
-
-    def on_epoch_end(self):
-        if self.shuffle:
-            self.rng.shuffle(self.order)
 
 
 def centralize_gradient(grad, variable=None):
@@ -199,11 +219,12 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "s
 
 
 def compile_model(model, learning_rate=1e-3, optimizer="adam", soft_labels=False, weight_decay=None,
-                  label_smoothing=0.0, loss=None, focal_alpha=0.25, focal_gamma=2.0):
+                  label_smoothing=0.0, loss=None, focal_alpha=0.25, focal_gamma=2.0, ema=None):
     """Compile with a from-logits loss: cross-entropy (sparse for int labels, dense for soft labels), or
     loss='focal' (SparseFocalLoss, alpha/gamma). optimizer: adam, adamw, sgd (momentum 0.9), or the same
     with '_gc' (gradient centralization). learning_rate may be a float or a keras schedule.
-    weight_decay is Keras' decoupled decay (AdamW-style; for plain SGD it equals an L2 term)."""
+    weight_decay is Keras' decoupled decay (AdamW-style; for plain SGD it equals an L2 term).
+    ema: momentum of an exponential moving average of the weights (Keras' use_ema), swapped in when fit ends."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     kwargs = {"momentum": 0.9} if optimizer.startswith("sgd") else {}
@@ -211,6 +232,8 @@ def compile_model(model, learning_rate=1e-3, optimizer="adam", soft_labels=False
         kwargs["weight_decay"] = weight_decay or 1e-4
     elif weight_decay:
         kwargs["weight_decay"] = weight_decay
+    if ema:
+        kwargs |= {"use_ema": True, "ema_momentum": float(ema)}
     opt = OPTIMIZERS[optimizer](learning_rate, **kwargs)
     if loss == "focal":
         loss = SparseFocalLoss(focal_alpha, focal_gamma)
@@ -261,6 +284,185 @@ class TimeLimit(keras.callbacks.Callback):
         self.last = now
 
 
+def bf16_supported(cpuinfo: str | None = None) -> bool:
+    """True where this CPU has native bf16 dot products (AVX512_BF16 or AMX-BF16 in /proc/cpuinfo's flags).
+    Elsewhere bf16 is emulated and slower than float32. cpuinfo: the file's text (for tests)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: no way to tell cheaply, stay with float32
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
+def resolve_precision(precision: str = "auto") -> str:
+    """'auto' -> 'mixed_bfloat16' on the TensorFlow backend with no GPU on a CPU with native bf16 (measured
+    faster there, benchmarks/README.md), else 'float32'. $FER_KERAS_PRECISION overrides 'auto'."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = os.environ.get("FER_KERAS_PRECISION", "auto")
+        if precision not in PRECISIONS:
+            raise ValueError(f"FER_KERAS_PRECISION={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if keras.backend.backend() != "tensorflow" or not bf16_supported():
+        return "float32"
+    import tensorflow as tf
+
+    return "float32" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build models under a Keras dtype policy ('float32', 'mixed_bfloat16'), then restore the old one."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+def warmup_linear_decay(progress: float, warmup: float = 0.1) -> float:
+    """LR multiplier at `progress` in [0, 1] of the budget: linear warm-up from 0 over the first `warmup`
+    fraction, then linear decay to exactly 0 at the deadline (budgeted training, Li et al., ICLR 2020)."""
+    p = min(max(float(progress), 0.0), 1.0)
+    if warmup > 0 and p < warmup:
+        return p / warmup
+    return (1.0 - p) / (1.0 - warmup) if warmup < 1 else 0.0
+
+
+class BudgetSchedule(keras.callbacks.Callback):
+    """Sets the learning rate before every step to peak x warmup_linear_decay(progress).
+
+    progress is steps done / total_steps (an epoch count: deterministic, so a resumed run follows the same
+    curve), or, with `budget_seconds`, training seconds spent / budget_seconds: the rate reaches zero at the
+    deadline, and training stops there (`stopped`). `elapsed` counts the seconds of earlier sessions
+    (resume). `progress_bar` prints a bar of the time left (budget mode)."""
+
+    def __init__(self, peak: float, total_steps: int | None = None, budget_seconds: float | None = None,
+                 warmup: float = 0.1, step: int = 0, elapsed: float = 0.0, progress_bar: bool = False):
+        super().__init__()
+        if (total_steps is None) == (budget_seconds is None):
+            raise ValueError("BudgetSchedule needs exactly one of total_steps and budget_seconds")
+        self.peak, self.total_steps, self.budget = float(peak), total_steps, budget_seconds
+        self.warmup, self.step, self.elapsed, self.stopped = warmup, int(step), float(elapsed), False
+        self.bar = keras.utils.Progbar(round(budget_seconds), unit_name="s") if progress_bar and budget_seconds \
+            else None
+
+    def on_train_begin(self, logs=None):
+        self._t0 = time.perf_counter() - self.elapsed
+
+    def seconds(self) -> float:
+        """Training seconds so far, earlier sessions included."""
+        return time.perf_counter() - self._t0
+
+    def progress(self) -> float:
+        return self.step / self.total_steps if self.budget is None else self.seconds() / self.budget
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate = self.peak * warmup_linear_decay(self.progress(), self.warmup)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.progress() >= 1.0:
+            self.model.stop_training, self.stopped = True, self.budget is not None
+        if self.bar is not None and self.step % 20 == 0:
+            self.bar.update(min(round(self.seconds()), self.bar.target),
+                            [("loss", float((logs or {}).get("loss", float("nan"))))])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.elapsed = self.seconds()
+
+
+def seed_states(model) -> list:
+    """The state of every SeedGenerator in `model` (augmentation, dropout): save_weights does not keep them."""
+    return [keras.ops.convert_to_numpy(sg.state).tolist() for layer in model._flatten_layers()
+            for sg in getattr(layer, "_seed_generators", [])]
+
+
+def set_seed_states(model, states: list) -> None:
+    gens = [sg for layer in model._flatten_layers() for sg in getattr(layer, "_seed_generators", [])]
+    if len(gens) != len(states):
+        raise ValueError(f"checkpoint has {len(states)} random-seed states, the model {len(gens)}: not the same model")
+    for sg, st in zip(gens, states):
+        sg.state.assign(np.asarray(st, dtype=keras.backend.standardize_dtype(sg.state.dtype)))
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """After every epoch, writes what a resumed run needs into `state_dir`, atomically (temporary file, then
+    rename): `state.weights.h5` (weights and optimizer state, as keras.callbacks.BackupAndRestore keeps them)
+    and `state.json` (epochs done, steps, training seconds, history so far, random-seed states). `resume()`
+    reads them back into a compiled model; the data order follows from (seed, epoch) (FaceBatches)."""
+
+    def __init__(self, state_dir, schedule: BudgetSchedule | None = None, history: dict | None = None):
+        super().__init__()
+        self.dir, self.schedule = Path(state_dir), schedule
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "state.tmp.weights.h5"
+        self.model.save_weights(tmp)
+        state = {"epochs_done": epoch + 1, "history": self.history, "seed_states": seed_states(self.model),
+                 "step": self.schedule.step if self.schedule else None,
+                 "train_seconds": self.schedule.seconds() if self.schedule else None}
+        os.replace(tmp, self.dir / "state.weights.h5")
+        atomic_write_text(self.dir / "state.json", json.dumps(state))
+
+    @staticmethod
+    def resume(model, state_dir) -> dict:
+        """Load a checkpoint into `model` (compiled, same architecture) -> its state dict."""
+        state_dir = Path(state_dir)
+        state = json.loads((state_dir / "state.json").read_text())
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(state_dir / "state.weights.h5")
+        set_seed_states(model, state["seed_states"])
+        return state
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and a rename: a crash leaves the
+    old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stopped before saving a broken model."""
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Raises TrainingDiverged on the first batch whose loss is NaN or infinite (keras.callbacks.TerminateOnNaN
+    only stops, and the run would then save and test a broken model). The last finished epoch stays in the run's
+    checkpoint (RunCheckpoint), so nothing before the fault is lost."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(f"the loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}: "
+                                   "training diverged, and no model was saved from it. Fix: start again with a "
+                                   "lower --lr (or check the data for broken faces).")
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's learning rate to the epoch logs (for the LR curve)."""
 
@@ -270,12 +472,14 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 def fit(model, train: data.Split, val: data.Split | None, epochs=10, batch_size=64, class_weight=None,
-        callbacks=None, seed=0, verbose="auto", crop=None):
+        callbacks=None, seed=0, verbose="auto", crop=None, initial_epoch=0):
     """Fit on uint8 faces; crops automatically when the model input is smaller than the faces
-    (crop: the input size, for models without input_shape such as a Distiller)."""
+    (crop: the input size, for models without input_shape such as a Distiller). initial_epoch > 0
+    continues a run with the batches it would have seen (FaceBatches)."""
     crop = crop or model.input_shape[1]
     train_batches = FaceBatches(train.x, train.y, batch_size, shuffle=True, crop=crop,
-                                class_weight=class_weight, seed=seed)
+                                class_weight=class_weight, seed=seed, epoch=initial_epoch)
     val_batches = FaceBatches(val.x, val.y, batch_size, crop=crop) if val is not None else None
     return model.fit(train_batches, validation_data=val_batches, epochs=epochs, callbacks=callbacks,
-                     verbose=verbose)
+                     verbose=verbose, initial_epoch=initial_epoch, steps_per_epoch=train_batches.steps_per_epoch,
+                     shuffle=False)  # FaceBatches shuffles itself

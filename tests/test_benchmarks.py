@@ -12,3 +12,33 @@ def test_input_pipeline_benchmark_runs(tmp_path):
     assert result["legacy_imagedatagenerator_images_per_s"] > 0
     assert result["kit_pydataset_inmodel_augmentation_images_per_s"] > 0
     assert (tmp_path / "b.json").is_file()
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_throughput_measures_rate_and_flops_consistently():
+    bench = _load("train_throughput")
+    r = bench.train_rate("speed_cnn", "float32", batch_size=8, steps=2, repeats=2)
+    assert r["forward_mflops"] == 43.1 and r["batch_size"] == 8 and len(r["faces_per_s_runs"]) == 2
+    assert min(r["faces_per_s_runs"]) <= r["faces_per_s"] <= max(r["faces_per_s_runs"])  # the median of its runs
+    assert abs(r["achieved_gflops"] - 3 * 43.1 * r["faces_per_s"] / 1e3) < 0.1  # training = 3 x forward
+
+
+def test_train_throughput_picks_the_fastest_setting_and_plots():
+    bench = _load("train_throughput")
+    from fer_keras import viz
+
+    run = {"model": "m", "precision": "float32", "batch_size": 128, "achieved_gflops": 1.0}
+    record = {"settings": [
+        {"backend": "tensorflow", "threads": "default", "runs": [run | {"faces_per_s": 100.0},
+                                                                 run | {"faces_per_s": 150.0, "batch_size": 256}]},
+        {"backend": "jax", "threads": "default", "runs": [run | {"faces_per_s": 120.0}]}]}
+    best = bench.best_setting(record)["m"]
+    assert (best["backend"], best["batch_size"], best["faces_per_s"]) == ("tensorflow", 256, 150.0)
+    fig = viz.plot_throughput(record)
+    assert len(fig.axes[0].patches) == 3  # one bar per measured setting

@@ -147,3 +147,26 @@ def test_full_runs_refuses_a_distilling_step_without_a_teacher(capsys):
     with pytest.raises(SystemExit):
         full_runs.main(["--data", "x", "--out", "y", "--steps", "16_tiny_alone", "16_tiny_distilled"])
     assert "16_tiny_distilled distil from a teacher" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--epochs", "-1"), ("--batch-size", "0"),
+                                         ("--lr", "nan"), ("--lr", "-1e-3"), ("--lr", "inf"), ("--val-fraction", "1.5"),
+                                         ("--input-size", "0"), ("--seed", "-1"), ("--budget", "soon"),
+                                         ("--ema", "1"), ("--warmup", "1"), ("--label-smoothing", "-0.1"),
+                                         ("--model-arg", "pool"), ("--time-limit", "0")])
+def test_train_refuses_bad_numbers_before_any_work(flag, value, tmp_path, capsys):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "--out", str(out), f"{flag}={value}"])  # = so that argparse reads "-1" as a value
+    assert stop.value.code == 2 and not out.exists()  # refused before any folder or run was made
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert flag in err and "Traceback" not in err and ("give" in err or "write" in err or "not" in err)
+
+
+def test_diverging_run_stops_with_one_line_and_saves_no_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FER_KERAS_RUNS", str(tmp_path / "state"))
+    out = tmp_path / "nan"
+    code = cli.main(["train", "--epochs", "2", "--lr", "1e30", "--optimizer", "sgd", "--width", "4", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "training diverged" in err and "--lr" in err and "Traceback" not in err
+    assert not (out / "model.keras").exists()

@@ -36,9 +36,10 @@ def test_face_batches_shapes_crops_and_weights(tiny_split):
     x, y, w = batches[0]
     assert x.shape == (10, 44, 44, 1) and x.dtype == np.float32 and x.max() <= 255
     np.testing.assert_allclose(w, [weights[int(c)] for c in y])
-    order = batches.order.copy()
-    batches.on_epoch_end()
-    assert not np.array_equal(order, batches.order)
+    assert batches.num_batches is None  # an endless stream; fit gets steps_per_epoch
+    assert sorted(batches.order(0)) == list(range(len(tiny_split.y)))
+    assert not np.array_equal(batches.order(0), batches.order(1))
+    np.testing.assert_array_equal(batches[5][1], tiny_split.y[batches.order(1)[:10]])  # batch 5 = epoch 1, batch 0
     (x_only,) = training.FaceBatches(tiny_split.x, None, batch_size=4)[0]
     np.testing.assert_array_equal(x_only[..., 0], tiny_split.x[:4])
 
@@ -185,3 +186,19 @@ def test_paired_test_is_mcnemar_on_the_discordant_faces():
     assert r["delta_pt"] == pytest.approx(10.0) and r["n"] == 100
     assert r["p_value"] == pytest.approx(binomtest(10, 30, 0.5).pvalue)
     assert evaluation.paired_test(y, a, a)["p_value"] == 1.0
+
+
+def test_save_model_is_atomic(saved_model, tmp_path, monkeypatch):
+    """A crash in the middle of a save leaves the old file as it was, and no half-written model beside it."""
+    loaded = modelfile.load_model(saved_model)
+    path = tmp_path / "m.keras"
+    modelfile.save_model(loaded.keras_model, path, loaded.metadata)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(modelfile.zipfile, "ZipFile", crash)
+    with pytest.raises(OSError, match="disk full"):
+        modelfile.save_model(loaded.keras_model, path, loaded.metadata)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
