@@ -168,7 +168,8 @@ def main(argv=None) -> int:
     record = {"benchmark": "train_throughput", "settings": results,
               "method": "fit on tiled real faces (bundled sample), kit input path + in-model augmentation 'basic', "
                         "AdamW; median of repeats after a warm-up epoch; GFLOP/s = 3 x forward FLOPs x faces/s",
-              "provenance": provenance.provenance(["python", "benchmarks/train_throughput.py", *(argv or sys.argv[1:])])}
+              "provenance": provenance.provenance(["python", "benchmarks/train_throughput.py",
+                                                   *(argv or sys.argv[1:])])}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=1))

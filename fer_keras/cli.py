@@ -124,12 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=_number(float, 0, 0.5, what="a fraction"),
                        help="validation slice of Training, 0 to 0.5 (0: none; default 0.1)")
     train.add_argument("--test-split", choices=["PublicTest", "PrivateTest"])
-    train.add_argument("--input-size", type=_number(int, 16, 48, what="a size in pixels"), help="model input; < 48 trains on random crops")
+    train.add_argument("--input-size", type=_number(int, 16, 48, what="a size in pixels"),
+                       help="model input; < 48 trains on random crops")
     train.add_argument("--tta", choices=["none", "flip", "ten_crop"])
     train.add_argument("--seed", type=SEED)
     train.add_argument("--teacher", action="append", metavar="MODEL.keras",
                        help="distil from this saved model (repeat for an ensemble; logits averaged)")
-    train.add_argument("--alpha", type=_number(float, 0, 1, what="a weight"), help="distillation: weight of the hard-label term (default 0.1)")
+    train.add_argument("--alpha", type=_number(float, 0, 1, what="a weight"),
+                       help="distillation: weight of the hard-label term (default 0.1)")
     train.add_argument("--temperature", type=POSITIVE, help="distillation temperature T (default 4)")
     train.add_argument("--time-limit", type=POSITIVE, metavar="MINUTES",
                        help="stop after the epoch that would pass this wall time and leave the run resumable "

@@ -279,8 +279,9 @@ def _saved_state(state_dir: Path, args: dict, resume) -> bool:
                          + (" (its run.json has other settings)" if found else "")
                          + ". Fix: start it without --resume.")
     if found and not (resume and same):
-        print(f"starting over: the unfinished checkpoint in {state_dir} ({json.loads(state_file.read_text())['epochs_done']} "
-              f"epochs) is replaced" + ("" if same else " (it had other settings)"), flush=True)
+        done = json.loads(state_file.read_text())["epochs_done"]
+        print(f"starting over: the unfinished checkpoint in {state_dir} ({done} epochs) is replaced"
+              + ("" if same else " (it had other settings)"), flush=True)
     return bool(resume) and same
 
 

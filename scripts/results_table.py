@@ -151,8 +151,8 @@ def throughput_rows(r: dict) -> list[str]:
             key = (run["model"], run["precision"])
             if key not in best or run["faces_per_s"] > best[key]["faces_per_s"]:
                 best[key] = run
-        cells = "; ".join(f"{m} {p} {b['faces_per_s']:.0f} faces/s (batch {b['batch_size']}, {b['achieved_gflops']:.0f} "
-                          f"GFLOP/s)" for (m, p), b in sorted(best.items()))
+        cells = "; ".join(f"{m} {p} {b['faces_per_s']:.0f} faces/s (batch {b['batch_size']}, "
+                          f"{b['achieved_gflops']:.0f} GFLOP/s)" for (m, p), b in sorted(best.items()))
         out.append(f"  - {s['backend']}, threads {s['threads']}: matmul GFLOP/s {peak}; {cells}.")
     return out
 
