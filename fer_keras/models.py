@@ -354,12 +354,13 @@ def build_tiny_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, au
 
 
 def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, augment: str = "basic",
-                    widths=(32, 64, 128), convs=(1, 2, 2), stem_kernel: int = 4, pool: str = "avg",
+                    width: int = 32, widths=None, convs=(1, 2, 2), stem_kernel: int = 4, pool: str = "avg",
                     seed: int | None = None, name: str = "speed_cnn") -> keras.Model:
     """The speed recipe's network (notebook 17), chosen by measured accuracy per CPU-second, not by FLOPs.
 
     A 4x4 stride-2 conv stem halves 48x48 to 24x24 at once (on this CPU the layers at full resolution
-    cost far more time than their FLOPs say), then per stage `convs` 3x3 conv-BN-ReLU at `widths`,
+    cost far more time than their FLOPs say), then per stage `convs` 3x3 conv-BN-ReLU at `widths` (default
+    width, 2 width, 4 width),
     max-pooled between stages (24 -> 12 -> 6), global average pooling (pool='max': global max pooling, as
     airbench; measured worse here, notebook 17's ablation), float32 logits. Only
     plain convolutions: depthwise ones reach ~10 GFLOP/s here against ~55 for these
@@ -369,6 +370,7 @@ def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, a
     0.99 the moving variance still carried 13 % of its initial 1.0 after the first epoch, far above the real
     variance, so the model in inference mode predicted one class for every face (measured: 17 % validation
     accuracy against 35 % in training)."""
+    widths = tuple(widths or (width, 2 * width, 4 * width))
     inputs, x = _stem(input_size, augment, seed)
     x = layers.Conv2D(widths[0], stem_kernel, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(momentum=0.9, name="stem_bn")(x))
