@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fer_keras import config
+
 
 def git_commit(folder: str | os.PathLike | None = None) -> str | None:
     """HEAD commit of the repository holding `folder` (this package by default), '+dirty' if modified."""
@@ -90,4 +92,5 @@ def provenance(command: list[str] | None = None) -> dict:
         "backend": keras.backend.backend(),
         "hardware": hardware() | {"cpu": cpu()},
         "load": load(),
+        "allocator": dict(config.ALLOCATOR),
     }
