@@ -111,8 +111,10 @@ def run_backend(args) -> dict:
     one model shows that."""
     import keras
 
+    from fer_keras import config  # importing fer_keras sets the allocator, before the first tensor
+
     set_threads(args.threads)
-    out = {"backend": keras.backend.backend(), "threads": args.threads,
+    out = {"backend": keras.backend.backend(), "threads": args.threads, **config.ALLOCATOR,
            "matmul_gflops": {p: round(matmul_peak(p), 1) for p in PRECISIONS}, "runs": []}
     grid = [(m, "float32", bs) for m in args.models for bs in args.batch_sizes]
     grid += [(m, "mixed_bfloat16", args.batch_sizes[0]) for m in args.bf16_models if args.threads == "default"]
@@ -124,10 +126,20 @@ def run_backend(args) -> dict:
     return out
 
 
-# backend, threads, models, batch sizes: the full grid on TensorFlow's defaults, the thread setting and JAX on
-# fewer cells (each cell costs ~30 s of a 2-core machine held to itself).
-SETTINGS = (("tensorflow", "default", MODELS, (128, 256)), ("tensorflow", "inter1", ("speed_cnn",), (128,)),
-            ("jax", "default", ("speed_cnn",), (128,)))
+# backend, threads, allocator, models, batch sizes: the full grid on TensorFlow's defaults; the thread setting,
+# glibc's own allocator settings and JAX on fewer cells (each cell costs ~30 s of a 2-core machine held to itself).
+# allocator 'kit': fer_keras's M_TOP_PAD (config.tune_allocator); 'glibc': glibc's defaults
+# (FER_KERAS_MALLOC_TOP_PAD=0), to show what that setting buys, side by side in the same run.
+SETTINGS = (("tensorflow", "default", "kit", MODELS, (128, 256)),
+            ("tensorflow", "default", "glibc", ("speed_cnn", "small_cnn"), (128,)),
+            ("tensorflow", "inter1", "kit", ("speed_cnn",), (128,)),
+            ("jax", "default", "kit", ("speed_cnn",), (128,)))
+
+
+def parse_setting(setting: str) -> tuple[str, str, str]:
+    """'backend[:threads[:allocator]]' -> (backend, threads, allocator); threads default, allocator kit."""
+    backend, threads, allocator = (setting.split(":") + ["", ""])[:3]
+    return backend, threads or "default", allocator or "kit"
 
 
 def main(argv=None) -> int:
@@ -137,8 +149,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-sizes", nargs="+", type=int, help="(default: each setting's own list)")
     p.add_argument("--steps", type=int, default=10, help="steps per timed epoch")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--settings", nargs="+", default=[f"{b}:{t}" for b, t, _, _ in SETTINGS],
-                   help="backend:threads pairs (threads: default | inter1, TensorFlow only)")
+    p.add_argument("--settings", nargs="+", default=[f"{b}:{t}:{a}" for b, t, a, _, _ in SETTINGS],
+                   help="backend:threads:allocator (threads: default | inter1, TensorFlow only; "
+                        "allocator: kit | glibc)")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="write a bar chart (PNG) here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -148,15 +161,17 @@ def main(argv=None) -> int:
         print(json.dumps(run_backend(args)))
         return 0
     results = []
-    own = {f"{b}:{t}": (m, bs) for b, t, m, bs in SETTINGS}
+    own = {(b, t, a): (m, bs) for b, t, a, m, bs in SETTINGS}
     for setting in args.settings:
-        backend, _, threads = setting.partition(":")
-        models, batch_sizes = own.get(setting, (MODELS, (128,)))
-        cmd = [sys.executable, __file__, "--worker", "1", "--threads", threads or "default",
+        backend, threads, allocator = parse_setting(setting)
+        models, batch_sizes = own.get((backend, threads, allocator), (MODELS, (128,)))
+        cmd = [sys.executable, __file__, "--worker", "1", "--threads", threads,
                "--models", *(args.models or models), "--bf16-models", *args.bf16_models,
                "--batch-sizes", *map(str, args.batch_sizes or batch_sizes),
                "--steps", str(args.steps), "--repeats", str(args.repeats)]
         env = os.environ | {"KERAS_BACKEND": backend}
+        if allocator == "glibc":
+            env["FER_KERAS_MALLOC_TOP_PAD"] = "0"
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             print(f"{setting}: failed, skipped ({done.stderr.strip().splitlines()[-1:]})", file=sys.stderr)
@@ -188,7 +203,8 @@ def best_setting(record: dict) -> dict:
         for r in s["runs"]:
             key = r["model"]
             if key not in best or r["faces_per_s"] > best[key]["faces_per_s"]:
-                best[key] = r | {"backend": s["backend"], "threads": s["threads"]}
+                best[key] = r | {"backend": s["backend"], "threads": s["threads"],
+                                 "allocator": s.get("allocator", "default")}
     return best
 
 

@@ -124,8 +124,9 @@ def plot_votes(faces, votes, titles=None, ncols=4, size=1.6):
 
 def plot_throughput(record: dict):
     """Training faces/s per model for every measured backend / threads / precision / batch size
-    (benchmarks/train_throughput.py's record), with each setting's matmul peak in the legend."""
-    rows = [(s["backend"], s["threads"], r) for s in record["settings"] for r in s["runs"]]
+    (benchmarks/train_throughput.py's record); a setting with glibc's own allocator settings is marked 'glibc'."""
+    rows = [(s["backend"], s["threads"] + (" glibc" if s.get("allocator") == "default" else ""), r)
+            for s in record["settings"] for r in s["runs"]]
     models = sorted({r["model"] for _, _, r in rows})
     configs = sorted({(b, t, r["precision"], r["batch_size"]) for b, t, r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(models) + 0.25 * len(configs)), 3.6))

@@ -153,7 +153,9 @@ def throughput_rows(r: dict) -> list[str]:
                 best[key] = run
         cells = "; ".join(f"{m} {p} {b['faces_per_s']:.0f} faces/s (batch {b['batch_size']}, "
                           f"{b['achieved_gflops']:.0f} GFLOP/s)" for (m, p), b in sorted(best.items()))
-        out.append(f"  - {s['backend']}, threads {s['threads']}: matmul GFLOP/s {peak}; {cells}.")
+        alloc = {"glibc": f"kit's malloc setting (M_TOP_PAD {s.get('malloc_top_pad', 0) // 2 ** 20} MB)",
+                 "default": "glibc's malloc defaults"}.get(s.get("allocator"), "allocator not recorded")
+        out.append(f"  - {s['backend']}, threads {s['threads']}, {alloc}: matmul GFLOP/s {peak}; {cells}.")
     return out
 
 

@@ -42,3 +42,11 @@ def test_train_throughput_picks_the_fastest_setting_and_plots():
     assert (best["backend"], best["batch_size"], best["faces_per_s"]) == ("tensorflow", 256, 150.0)
     fig = viz.plot_throughput(record)
     assert len(fig.axes[0].patches) == 3  # one bar per measured setting
+
+
+def test_train_throughput_settings_name_backend_threads_and_allocator():
+    bench = _load("train_throughput")
+    assert bench.parse_setting("jax") == ("jax", "default", "kit")
+    assert bench.parse_setting("tensorflow:inter1") == ("tensorflow", "inter1", "kit")
+    assert bench.parse_setting("tensorflow:default:glibc") == ("tensorflow", "default", "glibc")
+    assert {a for _, _, a, _, _ in bench.SETTINGS} == {"kit", "glibc"}  # the allocator's gain is measured
