@@ -4,10 +4,10 @@ precision x batch size x thread settings, against the CPU's own matmul peak meas
     FER_KERAS_CONCURRENT=nothing python benchmarks/train_throughput.py --json results/train_throughput.json
 
 Each backend runs in its own process (KERAS_BACKEND is read at import). Every setting trains the model with
-`fit` on real faces (the bundled sample, tiled: on this CPU random pixels trained measurably faster than faces,
-so they would flatter the numbers), the kit's input path (training.FaceBatches) and its in-model augmentation,
-in one `fit` call whose first epoch is the warm-up; the figure is the median of the `--repeats` epochs of
-`--steps` steps after it.
+`fit` on real faces (the bundled sample, tiled), the kit's input path (training.FaceBatches) and its in-model
+augmentation, in one `fit` call whose first epoch is the warm-up; the figure is the median of the `--repeats`
+epochs of `--steps` steps after it. Settings 'backend:threads:glibc' run with glibc's own malloc settings
+(FER_KERAS_MALLOC_TOP_PAD=0) instead of the kit's, to measure what config.tune_allocator buys.
 Achieved GFLOP/s counts training as 3x the forward FLOPs (flops.count_flops, 2 FLOPs per multiply-add).
 Timings need the machine to themselves: run nothing beside it, and say so in FER_KERAS_CONCURRENT.
 """
@@ -114,15 +114,18 @@ def run_backend(args) -> dict:
     from fer_keras import config  # importing fer_keras sets the allocator, before the first tensor
 
     set_threads(args.threads)
-    out = {"backend": keras.backend.backend(), "threads": args.threads, **config.ALLOCATOR,
-           "matmul_gflops": {p: round(matmul_peak(p), 1) for p in PRECISIONS}, "runs": []}
+    out = {"backend": keras.backend.backend(), "threads": args.threads, **config.ALLOCATOR, "runs": []}
     grid = [(m, "float32", bs) for m in args.models for bs in args.batch_sizes]
     grid += [(m, "mixed_bfloat16", args.batch_sizes[0]) for m in args.bf16_models if args.threads == "default"]
     for model_name, precision, bs in grid:
         r = train_rate(model_name, precision, bs, args.steps, args.repeats)
-        r["fraction_of_matmul_peak"] = round(r["achieved_gflops"] / out["matmul_gflops"][precision], 3)
         print(json.dumps(r), file=sys.stderr, flush=True)
         out["runs"].append(r)
+    # The matmul peak comes last: its large buffers change what malloc keeps, and timed first they made the
+    # training after them ~1.4x faster under glibc's defaults (benchmarks/README.md, "The allocator").
+    out["matmul_gflops"] = {p: round(matmul_peak(p), 1) for p in PRECISIONS}
+    for r in out["runs"]:
+        r["fraction_of_matmul_peak"] = round(r["achieved_gflops"] / out["matmul_gflops"][r["precision"]], 3)
     return out
 
 

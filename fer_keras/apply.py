@@ -40,8 +40,30 @@ def _read_image(path: str | os.PathLike, color: bool) -> tuple[np.ndarray, np.nd
         return _decode(path, color)
 
 
+def numeric_to_grey(a: np.ndarray, mode: str, path="<image>") -> np.ndarray:
+    """uint8 grey from a 16-bit, 32-bit integer or float image, by the range its type implies: 16-bit full scale
+    (0..65535) -> 0..255; float in [0, 1] -> x255; values already within 0..255 kept. Anything else (a float
+    image in other units) is stretched from its min to its max, with a warning that says so."""
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        raise ImageError(f"{path}: the image holds no finite pixel values. Fix: re-export it as 8-bit JPEG or PNG.")
+    a = np.nan_to_num(a, nan=0.0, posinf=finite.max(), neginf=finite.min())
+    low, high = float(finite.min()), float(finite.max())
+    if mode.startswith("I;16") or (mode == "I" and low >= 0 and 255 < high <= 65535):
+        scaled = a / 257.0
+    elif mode == "F" and low >= 0 and high <= 1.0:
+        scaled = a * 255.0
+    elif low >= 0 and high <= 255:
+        scaled = a
+    else:
+        warnings.warn(f"{path}: {mode} pixel values span {low:g}..{high:g}, not a standard range; stretched "
+                      "to 0..255 (brightness is relative to this image only).", stacklevel=3)
+        scaled = 255.0 * (a - low) / max(high - low, 1e-12)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
 def _decode(path: str | os.PathLike, color: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if path.is_dir():
@@ -57,10 +79,10 @@ def _decode(path: str | os.PathLike, color: bool) -> tuple[np.ndarray, np.ndarra
                 raise ImageError(f"{path}: {w}x{h} pixels is more than the {MAX_PIXELS:,} the kit decodes. "
                                  "Fix: downscale it first (faces need only ~100 px).")
             img.seek(0)
+            img = ImageOps.exif_transpose(img)  # a phone photo's orientation tag: upright, as viewers show it
             rgb = None
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                a = np.asarray(img, dtype=np.float64)
-                grey = (255 * (a - a.min()) / max(1.0, a.max() - a.min())).astype(np.uint8)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                grey = numeric_to_grey(np.asarray(img, dtype=np.float64), img.mode, path)
                 if color:
                     rgb = np.repeat(grey[..., None], 3, axis=-1)
             else:
@@ -199,20 +221,34 @@ def annotate(image: np.ndarray, faces: list[dict]) -> np.ndarray:
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
-def predict_image(path, recognizer: Recognizer, out_dir) -> dict:
+def output_path(path, out_dir, suffix: str, taken: set | None = None) -> Path:
+    """out_dir/<stem>_annotated<suffix>; when that name is already `taken` in this run (a.jpg and a.png, or two
+    folders' face.jpg), <stem>_annotated_2<suffix>, _3, ...: no output overwrites another. Adds it to `taken`."""
+    stem = Path(path).stem
+    out, n = Path(out_dir) / f"{stem}_annotated{suffix}", 1
+    while taken is not None and str(out) in taken:
+        n += 1
+        out = Path(out_dir) / f"{stem}_annotated_{n}{suffix}"
+    if taken is not None:
+        taken.add(str(out))
+    return out
+
+
+def predict_image(path, recognizer: Recognizer, out_dir, taken: set | None = None) -> dict:
     """Analyse one image file; write the annotated copy (or an unchanged copy if no face) to out_dir."""
     from PIL import Image
 
     grey, rgb = read_image_and_color(path)
     faces = recognizer.analyse(grey)
-    out = Path(out_dir) / f"{Path(path).stem}_annotated.png"
+    out = output_path(path, out_dir, ".png", taken)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(annotate(rgb, faces)).save(out)
     note = None if faces else "no face found; the image is written unchanged"
     return {"file": str(path), "output": str(out), "faces": faces, "note": note}
 
 
-def predict_video(path, recognizer: Recognizer, out_dir, every: int = 1, progress: bool = True) -> dict:
+def predict_video(path, recognizer: Recognizer, out_dir, every: int = 1, progress: bool = True,
+                  taken: set | None = None) -> dict:
     """Analyse a video frame by frame (every `every`-th frame), write an annotated .mp4 and per-frame faces."""
     import cv2
     import keras
@@ -222,7 +258,7 @@ def predict_video(path, recognizer: Recognizer, out_dir, every: int = 1, progres
         raise ImageError(f"{path}: OpenCV cannot open this video. Fix: convert it to MP4 (H.264).")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    out = Path(out_dir) / f"{Path(path).stem}_annotated.mp4"
+    out = output_path(path, out_dir, ".mp4", taken)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer, frames, index = None, [], 0
     bar = keras.utils.Progbar(total, unit_name="frame") if progress else None
@@ -253,13 +289,13 @@ def predict_paths(paths, model_path=None, out_dir="predictions", progress: bool 
     """`fer-keras predict`: images and videos -> annotated copies + one record per file (errors included,
     as {'file', 'error'}, so one bad file does not stop the rest)."""
     recognizer = Recognizer(model_path)
-    records = []
+    records, taken = [], set()
     for path in paths:
         try:
             if Path(path).suffix.lower() in VIDEO_SUFFIXES:
-                records.append(predict_video(path, recognizer, out_dir, progress=progress))
+                records.append(predict_video(path, recognizer, out_dir, progress=progress, taken=taken))
             else:
-                records.append(predict_image(path, recognizer, out_dir))
+                records.append(predict_image(path, recognizer, out_dir, taken=taken))
         except ImageError as err:
             records.append({"file": str(path), "error": str(err)})
     return records

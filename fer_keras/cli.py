@@ -1,7 +1,10 @@
 """Command line: `python -m fer_keras {info,train,evaluate} ...` (also the `fer-keras` script).
 
-Errors in the user's input (missing or malformed data, bad model files, bad options) end with one
-`error:` line and exit status 2, never a traceback.
+Errors in the user's input (missing or malformed data, bad model files, bad options, output paths that
+cannot be written) end with one `error:` line, never a traceback. Arguments and output paths are checked
+before any work. Exit status: 0 done; 1 `predict` went through every file but some failed (one `error:` line
+each, the others' outputs written); 2 bad input, nothing (more) done; 130 interrupted (a training run stays
+resumable).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -62,6 +66,54 @@ SEED = _number(int, 0, 2 ** 32 - 1, what="a whole number")
 POSITIVE = _number(float, 0, low_open=True, what="a number")
 FRACTION = _number(float, 0, 1, high_open=True, what="a fraction")
 OPEN_FRACTION = _number(float, 0, 1, low_open=True, high_open=True, what="a fraction")
+
+
+# command -> its output paths: (argument, 'file' or 'folder'), checked before any work (check_outputs).
+OUTPUTS = {"train": (("out", "folder"), ("results_json", "file")),
+           "evaluate": (("json", "file"), ("report_dir", "folder")),
+           "export": (("out", "file"),), "predict": (("out", "folder"), ("json", "file"), ("csv", "file")),
+           "explain": (("out", "file or folder"),)}
+
+
+def check_output(path, flag: str, kind: str, create: bool = True) -> Path:
+    """An output path, checked before the work: a 'file' must not be an existing folder, a 'folder' not an
+    existing file ('file or folder': either); missing parent folders are created; a parent that is a file, or
+    a folder that cannot be written, is refused with one line naming the flag."""
+    path = Path(path).expanduser()
+    if kind == "file" and path.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder; give a file name (e.g. {path / 'out'}{_suffix(flag)}).")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: is a file; give a folder name (or remove the file).")
+    folder = path if kind == "folder" or (kind != "file" and (path.is_dir() or str(path).endswith(os.sep))) \
+        else path.parent
+    blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ValueError(f"{flag} {path}: {blocker} is a file, so no folder can be made there. Fix: choose "
+                         "another path.")
+    if not create:
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{flag} {path}: cannot create the folder {folder} ({err.strerror}). Fix: choose a "
+                         "writable path.") from err
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{flag} {path}: the folder {folder} is not writable. Fix: choose a writable path.")
+    return path
+
+
+def _suffix(flag: str) -> str:
+    return {"--csv": ".csv", "--out": ".tflite"}.get(flag, ".json")
+
+
+def check_outputs(args) -> None:
+    """Every output path of the command (OUTPUTS), before any work: all checked, then their folders made."""
+    outputs = [(getattr(args, dest, None), "--" + dest.replace("_", "-"), kind)
+               for dest, kind in OUTPUTS.get(args.command, ())]
+    for create in (False, True):
+        for value, flag, kind in outputs:
+            if value:
+                check_output(value, flag, kind, create)
 
 
 def parse_model_arg(text: str) -> tuple[str, object]:
@@ -164,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("model", help="a .keras file saved by the kit")
     exp.add_argument("--mode", default="int8", choices=["float32", "dynamic", "float16", "int8"])
     _add_data_args(exp)
-    exp.add_argument("--calibration", type=int, default=200, help="int8: calibration faces from Training")
+    exp.add_argument("--calibration", type=_number(int, 1, 100_000, what="a number of faces"), default=200,
+                     help="int8: calibration faces from Training")
     exp.add_argument("--allow-float", action="store_true",
                      help="int8: accept ops that stay float (no int8 kernel) instead of refusing")
     exp.add_argument("--out", help="output .tflite (default: MODEL_MODE.tflite beside the model)")
@@ -179,8 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="serve the browser demo (upload or webcam -> annotated image)")
     dm.add_argument("--model", help="a .keras or .tflite file (default: the shipped pretrained model)")
     dm.add_argument("--host", default="127.0.0.1")
-    dm.add_argument("--port", type=int, default=8000)
+    dm.add_argument("--port", type=_number(int, 1, 65535, what="a port"), default=8000)
 
+    cp = sub.add_parser("campaign", help="the full-data campaign: what is done and left, run the next runs, "
+                        "save partial runs' states to commit")
+    cp.add_argument("action", choices=["status", "run", "save"])
+    cp.add_argument("--minutes", type=POSITIVE, help="run: wall-clock minutes this session can give (required)")
+    cp.add_argument("--only", nargs="+", metavar="RUN", help="run: only these planned runs (names from status)")
+    cp.add_argument("--dry-run", action="store_true", help="run: print the commands only")
+    cp.add_argument("--results", default="results", help="results folder (default results)")
+    cp.add_argument("--runs", default="runs", help="run output folder (default runs)")
     ex = sub.add_parser("explain", help="write a saliency overlay PNG for a face image")
     ex.add_argument("image", help="an image of one face (the whole image is used as the face crop)")
     ex.add_argument("--model", required=True, help="a .keras file saved by the kit")
@@ -208,10 +269,12 @@ def cmd_predict(args) -> int:
         else:
             labels = ", ".join(f"{f['label']} {f['confidence']:.2f}" for f in r["faces"])
             print(f"{r['file']}: {len(r['faces'])} face(s): {labels} -> {r['output']}")
+    from fer_keras.training import atomic_write_text
+
     if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=1))
+        atomic_write_text(args.json, json.dumps(records, indent=1))
     if args.csv:
-        apply.records_table(records).to_csv(args.csv, index=False)
+        atomic_write_text(args.csv, apply.records_table(records).to_csv(index=False))
     return 1 if failed else 0
 
 
@@ -230,6 +293,10 @@ def cmd_demo(args) -> int:
 def cmd_export(args) -> int:
     from fer_keras import compress, data
 
+    if Path(args.model).suffix.lower() != ".keras":
+        raise ValueError(f"{args.model}: export converts a .keras model saved by the kit"
+                         + (" (this is already a .tflite file)" if args.model.lower().endswith(".tflite") else "")
+                         + ". Fix: pass the .keras file.")
     faces = data.load_dataset(args.data, usages=["Training"])["Training"].x if args.mode == "int8" else None
     out = Path(args.out) if args.out else Path(args.model).with_name(f"{Path(args.model).stem}_{args.mode}.tflite")
     path = compress.export_tflite(args.model, out, args.mode, faces, args.calibration, strict=not args.allow_float)
@@ -257,10 +324,34 @@ def cmd_explain(args) -> int:
     c = int(probs[0].argmax()) if target is None else target
     title = f"{names[c]} p={probs[0][c]:.2f}"
     fig = viz.plot_saliency(crop, {args.method: maps}, titles=[title], size=2.4)
-    out = Path(args.out) if args.out else Path(args.image).with_name(f"{Path(args.image).stem}_{args.method}.png")
+    name = f"{Path(args.image).stem}_{args.method}.png"
+    out = Path(args.out) if args.out else Path(args.image).with_name(name)
+    if args.out and (out.is_dir() or args.out.endswith(("/", os.sep))):  # --out a folder: the file goes inside
+        out = out / name
     viz.save_fig(fig, out)
     top = np.argsort(probs[0])[::-1][:3]
     print(f"{args.image}: " + ", ".join(f"{names[i]} {probs[0][i]:.2f}" for i in top) + f" -> wrote {out}")
+    return 0
+
+
+def cmd_campaign(args) -> int:
+    from fer_keras import campaign
+
+    names = {r.name for r in campaign.PLAN}
+    unknown = sorted(set(args.only or []) - names)
+    if unknown:
+        raise ValueError(f"--only {' '.join(unknown)}: not a planned run. Fix: pick names from "
+                         "`python -m fer_keras campaign status`.")
+    if args.action == "status":
+        print(campaign.format_status(campaign.status(results_dir=args.results, runs_dir=args.runs)))
+    elif args.action == "save":
+        print("\n".join(campaign.save_states(results_dir=args.results, runs_dir=args.runs)) or "no partial runs")
+    else:
+        if args.minutes is None:
+            raise ValueError("campaign run needs --minutes: the wall-clock time this session can give, e.g. "
+                             "--minutes 150.")
+        campaign.run_next(args.minutes, results_dir=args.results, runs_dir=args.runs, dry_run=args.dry_run,
+                          only=args.only)
     return 0
 
 
@@ -338,10 +429,13 @@ def cmd_evaluate(args) -> int:
     metrics = evaluation.evaluate_file(args.model, args.data, args.split, tta)
     _print_summary(metrics, f"{args.model} on {args.split}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=1))
+        from fer_keras.training import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(metrics, indent=1))
     if args.report_dir:
-        evaluation.write_metrics_report(metrics, args.report_dir, f"{Path(args.model).name} on {args.split}")
+        from fer_keras.experiment import write_metrics_report
+
+        write_metrics_report(metrics, args.report_dir, f"{Path(args.model).name} on {args.split}")
     return 0
 
 
@@ -350,6 +444,10 @@ def _print_summary(m: dict, title: str) -> None:
     print(f"{'class':>10} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
     for name, r in m["per_class"].items():
         print(f"{name:>10} {r['precision']:9.3f} {r['recall']:7.3f} {r['f1']:6.3f} {r['support']:7d}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
@@ -362,8 +460,19 @@ def main(argv=None) -> int:
     from fer_keras.modelfile import ModelFileError
 
     args = build_parser().parse_args(argv)
-    commands = {"info": cmd_info, "train": cmd_train, "evaluate": cmd_evaluate, "explain": cmd_explain,
-                "export": cmd_export, "predict": cmd_predict, "demo": cmd_demo}
+    try:
+        check_outputs(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    commands = {"info": cmd_info, "campaign": cmd_campaign, "train": cmd_train, "evaluate": cmd_evaluate,
+                "explain": cmd_explain, "export": cmd_export, "predict": cmd_predict, "demo": cmd_demo}
+    previous = None
+    if args.command == "train":  # SIGTERM (a scheduler, `kill`, a closing session) ends a run as Ctrl-C does
+        try:
+            previous = signal.signal(signal.SIGTERM, _interrupt)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = None
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
@@ -375,6 +484,9 @@ def main(argv=None) -> int:
     except (FerDataError, ModelFileError, ImageError, CompressError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

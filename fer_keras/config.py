@@ -90,10 +90,9 @@ def tune_allocator(top_pad: int | None = None) -> dict:
 
     Training allocates and frees the same ~10 MB activation buffers every step. glibc's malloc returns freed
     memory at the top of its heaps to the kernel and asks for it again on the next step, and every new page is
-    a page fault that the kernel fills with zeros. On the project's 2-core CPU that churn halved training
-    speed: speed_cnn trained at ~200 faces/s with glibc's defaults and ~400 with a 256 MB M_TOP_PAD
-    (benchmarks/train_throughput.py measures both side by side). M_TOP_PAD is what malloc keeps (and
-    pre-asks for) above what it needs; memory is only touched when used.
+    a page fault that the kernel fills with zeros. On the project's 2-core CPU that churn cost a large share of
+    training speed (benchmarks/train_throughput.py measures both settings side by side; benchmarks/README.md).
+    M_TOP_PAD is what malloc keeps (and pre-asks for) above what it needs; memory is only touched when used.
 
     top_pad None: $FER_KERAS_MALLOC_TOP_PAD, else MALLOC_TOP_PAD; 0 leaves glibc as it is. Called when
     fer_keras is imported; a no-op off glibc (macOS, Windows, musl). Returns what was done, for the results.

@@ -116,12 +116,12 @@ def cross_label_metrics(loaded: modelfile.LoadedModel, split: data.Split, target
             "label_set": target_label_set, "model_classes": list(names), "tta": tta}
 
 
-def report(model, source="sample", split="PublicTest", tta="none", out_dir=None, label_set="fer2013") -> dict:
+def report(model, source="sample", split="PublicTest", tta="none", label_set="fer2013") -> dict:
     """Confusion matrix and per-class report for any model in one call.
 
     model: a kit .keras/.tflite path, a LoadedModel, or an in-memory Keras model (label_set names its
-    classes). Returns the metrics dict plus 'text' (scikit-learn's classification_report); out_dir also
-    gets per_class.csv and confusion_matrix.png.
+    classes). Returns the metrics dict plus 'text' (scikit-learn's classification_report). Computes only:
+    experiment.write_metrics_report writes per_class.csv and confusion_matrix.png from the result.
     """
     from sklearn.metrics import classification_report
 
@@ -139,8 +139,6 @@ def report(model, source="sample", split="PublicTest", tta="none", out_dir=None,
     y = data.hard_labels(test.y)
     metrics["text"] = classification_report(y, probs.argmax(axis=1), labels=np.arange(len(names)),
                                             target_names=names, digits=3, zero_division=0)
-    if out_dir:
-        write_metrics_report(metrics, out_dir, f"{split} (acc {metrics['accuracy']:.3f})")
     return metrics
 
 
@@ -187,20 +185,3 @@ def latency_race(predictors: dict, rounds: int = 5, runs: int = 400, warmup: int
                 times[k].append(1e3 * (time.perf_counter() - start))
     return {k: {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "runs": len(t),
                 "rounds": rounds} for k, t in times.items()}
-
-
-def write_metrics_report(metrics: dict, out_dir, title: str = "Confusion matrix") -> None:
-    """per_class.csv and confusion_matrix.png for a metrics dict, under out_dir."""
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    from fer_keras import viz
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(metrics["per_class"]).T.to_csv(out / "per_class.csv")
-    fig = viz.plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"], title=title)
-    viz.save_fig(fig, out / "confusion_matrix.png")
-    plt.close(fig)

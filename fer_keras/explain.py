@@ -210,16 +210,6 @@ def saliency(method: str, model, x, class_index, **kwargs) -> np.ndarray:
     return funcs[method](model, x, class_index, **kwargs)
 
 
-def overlay(face: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8 (S, S, 3): the grey face with the heat map in the 'jet' colour map on top."""
-    import matplotlib
-
-    grey = np.asarray(face, np.float32).reshape(heat.shape)
-    rgb = np.repeat(grey[..., None] / 255.0, 3, axis=-1)
-    colour = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
-    return (255 * np.clip((1 - alpha) * rgb + alpha * colour, 0, 1)).astype(np.uint8)
-
-
 # ------------------------------------------------------------------ sanity check (Adebayo et al., 2018)
 def randomized_copy(model, which: str = "all", seed: int = 1) -> keras.Model:
     """A copy of `model` with freshly initialised weights: all layers ('all') or the classifier only

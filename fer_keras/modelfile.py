@@ -75,8 +75,11 @@ def attach_tflite_metadata(flatbuffer: bytes, metadata: dict) -> bytes:
     return flatbuffer + blob + len(blob).to_bytes(8, "little") + TFLITE_MAGIC
 
 
+MAX_RECORD_BYTES = 1_000_000  # a record is ~1 KB; a length field beyond this is corruption, not a record
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The preprocessing record of a kit `.keras` or `.tflite` file."""
+    """The preprocessing record of a kit `.keras` or `.tflite` file, checked (check_metadata)."""
     path = _check_file(path)
     if path.suffix == ".keras":
         try:
@@ -84,16 +87,64 @@ def read_metadata(path: str | os.PathLike) -> dict:
                 if META_NAME not in zf.namelist():
                     raise ModelFileError(f"{path}: a Keras file without the fer_keras record. Fix: re-save it with "
                                          "fer_keras.modelfile.save_model(model, path, make_metadata(model)).")
-                return json.loads(zf.read(META_NAME))
+                if zf.getinfo(META_NAME).file_size > MAX_RECORD_BYTES:
+                    raise ModelFileError(f"{path}: its fer_keras record is implausibly large. Fix: re-save it.")
+                raw = zf.read(META_NAME)
         except zipfile.BadZipFile as err:
             raise ModelFileError(f"{path}: not a readable .keras zip (truncated or corrupt download?). "
                                  "Fix: copy or download the file again.") from err
-    data = path.read_bytes()
-    if data[-8:] != TFLITE_MAGIC:
-        raise ModelFileError(f"{path}: a .tflite file without the fer_keras record. Fix: export it with "
-                             "`python -m fer_keras export`, which appends the record.")
-    n = int.from_bytes(data[-16:-8], "little")
-    return json.loads(data[-16 - n:-16])
+    else:
+        data = path.read_bytes()
+        if data[-8:] != TFLITE_MAGIC:
+            raise ModelFileError(f"{path}: a .tflite file without the fer_keras record. Fix: export it with "
+                                 "`python -m fer_keras export`, which appends the record.")
+        n = int.from_bytes(data[-16:-8], "little")
+        if not 0 < n <= min(MAX_RECORD_BYTES, len(data) - 16):
+            raise ModelFileError(f"{path}: the fer_keras record's length field ({n:,} bytes) does not fit the file "
+                                 "(damaged?). Fix: export the model again.")
+        raw = data[-16 - n:-16]
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path}: the fer_keras record is not valid JSON ({err}). Fix: re-save or export the "
+                             "model again.") from err
+    return check_metadata(meta, path)
+
+
+def check_metadata(meta, path="<model>") -> dict:
+    """The record's required keys and their types and ranges; one line naming the file when something is off."""
+    def bad(what):
+        return ModelFileError(f"{path}: its fer_keras record {what}. Fix: re-save the model with "
+                              "fer_keras.modelfile.save_model(model, path, make_metadata(model)).")
+
+    if not isinstance(meta, dict):
+        raise bad("is not a JSON object")
+    missing = [k for k in ("class_names", "input_size") if k not in meta]
+    if missing:
+        raise bad(f"lacks {', '.join(missing)}")
+    names = meta["class_names"]
+    if (not isinstance(names, list) or not 2 <= len(names) <= 1000
+            or not all(isinstance(n, str) and 0 < len(n) <= 100 for n in names) or len(set(names)) != len(names)):
+        raise bad("has class_names that are not 2 to 1000 distinct short names")
+    size = meta["input_size"]
+    if (not isinstance(size, list) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 1024 for v in size)):
+        raise bad(f"has input_size {size!r}, not [height, width] in pixels")
+    if meta.get("channels", 1) not in (1, 3):
+        raise bad(f"has channels {meta.get('channels')!r}, not 1 or 3")
+    return meta
+
+
+def check_against_network(meta: dict, input_shape, output_shape, path="<model>") -> None:
+    """The record must describe the network it travels with: as many class names as outputs, the same input."""
+    n_out, (h, w) = int(output_shape[-1]), meta["input_size"]
+    if n_out != len(meta["class_names"]):
+        raise ModelFileError(f"{path}: the network has {n_out} outputs but its record names "
+                             f"{len(meta['class_names'])} classes, so every per-class number would be mislabelled. "
+                             "Fix: re-save it with make_metadata(model, label_set) for the labels it was trained on.")
+    if tuple(int(v) for v in input_shape[1:3]) != (h, w):
+        raise ModelFileError(f"{path}: the network takes {tuple(input_shape[1:3])} inputs but its record says "
+                             f"{h}x{w}. Fix: re-save it with make_metadata(model).")
 
 
 def _check_file(path) -> Path:
@@ -151,11 +202,12 @@ def load_model(path: str | os.PathLike, batch_size: int = 256) -> LoadedModel:
             raise ModelFileError(f"{path}: Keras could not load it ({type(err).__name__}: {str(err)[:200]}). "
                                  "Fix: re-download the file; if it was saved by another Keras version, "
                                  "re-save it there as .keras.") from err
+        check_against_network(meta, model.input_shape, model.output_shape, path)
         return LoadedModel.from_keras(model, meta, path, batch_size)
-    return LoadedModel(path, meta, _tflite_predictor(path))
+    return LoadedModel(path, meta, _tflite_predictor(path, meta))
 
 
-def _tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _tflite_predictor(path: Path, meta: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """Batch predict through the LiteRT interpreter, one face at a time, (de)quantizing int8 I/O."""
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -167,6 +219,8 @@ def _tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     except (ValueError, RuntimeError) as err:
         raise ModelFileError(f"{path}: not a valid TFLite model ({err}). Fix: export it again.") from err
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    if meta is not None:
+        check_against_network(meta, inp["shape"], out["shape"], path)
 
     def predict(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)

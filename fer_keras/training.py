@@ -249,18 +249,22 @@ def compile_model(model, learning_rate=1e-3, optimizer="adam", soft_labels=False
 
 
 def make_callbacks(best_weights_path=None, reduce_lr_patience=None, early_stopping_patience=None,
-                   monitor="val_loss", checkpoint_monitor="val_accuracy", min_lr=1e-6):
-    """ModelCheckpoint (best val accuracy weights), optional ReduceLROnPlateau (x0.5, on val loss) and
-    EarlyStopping (on val loss, restores the best weights), as S004 plans."""
+                   monitor="val_loss", select_monitor="val_accuracy", min_lr=1e-6):
+    """S004's callbacks: ModelCheckpoint keeps the best epoch's weights, optional EarlyStopping (restores the best
+    weights) and optional ReduceLROnPlateau (x0.5).
+
+    One number chooses the best epoch: `select_monitor` (validation accuracy), for both the checkpoint and early
+    stopping, so "the best epoch" means the same epoch whichever of them decides. `monitor` (validation loss,
+    smoother) only drives the learning-rate cuts."""
     callbacks = []
     if best_weights_path:
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(best_weights_path), monitor=checkpoint_monitor,
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(best_weights_path), monitor=select_monitor,
                                                          save_best_only=True, save_weights_only=True))
     if reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
                                                            patience=reduce_lr_patience, min_lr=min_lr))
     if early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping_patience,
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=select_monitor, patience=early_stopping_patience,
                                                        restore_best_weights=True))
     callbacks.append(LearningRateLogger())
     return callbacks
@@ -400,10 +404,19 @@ class RunCheckpoint(keras.callbacks.Callback):
     and `state.json` (epochs done, steps, training seconds, history so far, random-seed states). `resume()`
     reads them back into a compiled model; the data order follows from (seed, epoch) (FaceBatches)."""
 
-    def __init__(self, state_dir, schedule: BudgetSchedule | None = None, history: dict | None = None):
+    def __init__(self, state_dir, schedule: BudgetSchedule | None = None, history: dict | None = None,
+                 seconds_before: float = 0.0):
         super().__init__()
         self.dir, self.schedule = Path(state_dir), schedule
         self.history = {k: list(v) for k, v in (history or {}).items()}
+        self.seconds_before = float(seconds_before)  # training seconds of the sessions before a resume
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Training seconds of the whole run so far (all sessions): the budget clock, or the fit time."""
+        return self.schedule.seconds() if self.schedule else self.seconds_before + time.perf_counter() - self.start
 
     def on_epoch_end(self, epoch, logs=None):
         for k, v in (logs or {}).items():
@@ -413,7 +426,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.model.save_weights(tmp)
         state = {"epochs_done": epoch + 1, "history": self.history, "seed_states": seed_states(self.model),
                  "step": self.schedule.step if self.schedule else None,
-                 "train_seconds": self.schedule.seconds() if self.schedule else None}
+                 "train_seconds": self.seconds()}
         os.replace(tmp, self.dir / "state.weights.h5")
         atomic_write_text(self.dir / "state.json", json.dumps(state))
 

@@ -78,10 +78,18 @@ def plot_faces(x, titles=None, ncols=8, size=1.3):
     return fig
 
 
+def overlay(face: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8 (S, S, 3): the grey face with the heat map in the 'jet' colour map on top."""
+    import matplotlib
+
+    grey = np.asarray(face, np.float32).reshape(heat.shape)
+    rgb = np.repeat(grey[..., None] / 255.0, 3, axis=-1)
+    colour = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    return (255 * np.clip((1 - alpha) * rgb + alpha * colour, 0, 1)).astype(np.uint8)
+
+
 def plot_saliency(faces, maps: dict, titles=None, size=1.6):
     """Rows = faces, columns = the face then one overlay per method ({name: maps (N, S, S)})."""
-    from fer_keras.explain import overlay
-
     faces = np.asarray(faces)
     n, cols = len(faces), 1 + len(maps)
     fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
@@ -98,15 +106,15 @@ def plot_saliency(faces, maps: dict, titles=None, size=1.6):
     return fig
 
 
-def plot_votes(faces, votes, titles=None, ncols=4, size=1.6):
-    """Each face beside a bar chart of its 10 FER+ votes (neutral ... NF)."""
-    from fer_keras import config
-
+def plot_votes(faces, votes, titles=None, ncols=4, size=1.6, vote_names=None):
+    """Each face beside a bar chart of its votes; vote_names label the bars (FER+'s 10 columns, neutral ... NF:
+    config.FERPLUS_VOTE_COLUMNS), else they are numbered."""
+    votes = np.asarray(votes)
     n = len(faces)
     rows = -(-n // ncols)
     fig, axes = plt.subplots(rows, 2 * ncols, figsize=(size * 2 * ncols, size * rows), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.6] * ncols})
-    labels = [c[:3] for c in config.FERPLUS_VOTE_COLUMNS]
+    labels = [c[:3] for c in vote_names] if vote_names is not None else [str(i) for i in range(votes.shape[1])]
     for i in range(rows * ncols):
         face_ax, bar_ax = axes[i // ncols, 2 * (i % ncols)], axes[i // ncols, 2 * (i % ncols) + 1]
         face_ax.axis("off")
@@ -115,8 +123,8 @@ def plot_votes(faces, votes, titles=None, ncols=4, size=1.6):
             continue
         face_ax.imshow(faces[i], cmap="gray", vmin=0, vmax=255)
         face_ax.set_title(titles[i] if titles else "", fontsize=7)
-        bar_ax.bar(range(10), votes[i], color="tab:blue")
-        bar_ax.set_xticks(range(10), labels, rotation=90, fontsize=6)
+        bar_ax.bar(range(len(labels)), votes[i], color="tab:blue")
+        bar_ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
         bar_ax.set_yticks([])
     fig.tight_layout()
     return fig
@@ -124,8 +132,8 @@ def plot_votes(faces, votes, titles=None, ncols=4, size=1.6):
 
 def plot_throughput(record: dict):
     """Training faces/s per model for every measured backend / threads / precision / batch size
-    (benchmarks/train_throughput.py's record); a setting with glibc's own allocator settings is marked 'glibc'."""
-    rows = [(s["backend"], s["threads"] + (" glibc" if s.get("allocator") == "default" else ""), r)
+    (benchmarks/train_throughput.py's record); a setting run with malloc's defaults is marked so."""
+    rows = [(s["backend"], s["threads"] + ("" if s.get("malloc_top_pad", 1) else " malloc-defaults"), r)
             for s in record["settings"] for r in s["runs"]]
     models = sorted({r["model"] for _, _, r in rows})
     configs = sorted({(b, t, r["precision"], r["batch_size"]) for b, t, r in rows})

@@ -153,8 +153,9 @@ def throughput_rows(r: dict) -> list[str]:
                 best[key] = run
         cells = "; ".join(f"{m} {p} {b['faces_per_s']:.0f} faces/s (batch {b['batch_size']}, "
                           f"{b['achieved_gflops']:.0f} GFLOP/s)" for (m, p), b in sorted(best.items()))
-        alloc = {"glibc": f"kit's malloc setting (M_TOP_PAD {s.get('malloc_top_pad', 0) // 2 ** 20} MB)",
-                 "default": "glibc's malloc defaults"}.get(s.get("allocator"), "allocator not recorded")
+        top_pad = s.get("malloc_top_pad", "not recorded")
+        alloc = ("allocator not recorded" if top_pad == "not recorded" else "malloc defaults" if not top_pad
+                 else f"kit's malloc setting (M_TOP_PAD {top_pad // 2 ** 20} MB)")
         out.append(f"  - {s['backend']}, threads {s['threads']}, {alloc}: matmul GFLOP/s {peak}; {cells}.")
     return out
 

@@ -9,6 +9,7 @@ import threading
 import urllib.error
 import urllib.request
 import zlib
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -219,3 +220,41 @@ def test_web_demo_in_headless_chromium(server, photo, tmp_path):
         assert page.locator("#bars div.row").count() == 7
         assert page.eval_on_selector("#result", "img => img.naturalWidth") == 600
         browser.close()
+
+
+def test_phone_photos_are_read_upright_from_their_exif_orientation(tmp_path, photo):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; viewers rotate 90 degrees clockwise
+    Image.fromarray(photo).save(tmp_path / "phone.jpg", exif=exif)  # stored 600 wide, 400 high
+    grey = apply.read_image(tmp_path / "phone.jpg")
+    assert grey.shape == (600, 400)  # shown (and read) 400 wide, 600 high
+    upright = np.rot90(grey, k=1)  # undo the clockwise turn: back to the stored pixels
+    assert np.abs(upright.astype(int) - photo.astype(int)).mean() < 3  # JPEG noise only
+
+
+@pytest.mark.parametrize("mode, values, expected", [
+    ("F", np.linspace(0, 1, 64 * 64, dtype=np.float32), 127.5),  # float in [0, 1]: x255, not black
+    ("I;16", np.linspace(0, 65535, 64 * 64).astype(np.uint16), 127.5),  # 16-bit full scale: /257
+])
+def test_float_and_16_bit_images_are_scaled_by_their_range(tmp_path, mode, values, expected):
+    path = tmp_path / ("img.tiff" if mode == "F" else "img.png")
+    img = Image.fromarray(values.reshape(64, 64))  # float32 -> mode F, uint16 -> I;16
+    assert img.mode == mode
+    img.save(path)
+    grey = apply.read_image(path)
+    assert grey.dtype == np.uint8 and grey.min() == 0 and grey.max() == 255
+    assert abs(grey.mean() - expected) < 1.0
+    dark = apply.numeric_to_grey(np.full((20, 20), 1000.0), "I;16")  # a dark 16-bit image stays dark
+    assert dark.max() == 4  # 1000 / 257, not stretched to white
+
+
+def test_outputs_of_same_named_inputs_never_overwrite_each_other(tmp_path, photo, model_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(photo).save(tmp_path / folder / "face.png")
+    Image.fromarray(photo).save(tmp_path / "a" / "face.jpg")
+    paths = [tmp_path / "a" / "face.png", tmp_path / "b" / "face.png", tmp_path / "a" / "face.jpg"]
+    records = apply.predict_paths(paths, model_path, tmp_path / "out", progress=False)
+    outputs = [r["output"] for r in records]
+    assert len(set(outputs)) == 3 and all(Path(o).is_file() for o in outputs)
+    assert Path(outputs[1]).name == "face_annotated_2.png" and Path(outputs[2]).name == "face_annotated_3.png"

@@ -50,3 +50,17 @@ def test_train_throughput_settings_name_backend_threads_and_allocator():
     assert bench.parse_setting("tensorflow:inter1") == ("tensorflow", "inter1", "kit")
     assert bench.parse_setting("tensorflow:default:glibc") == ("tensorflow", "default", "glibc")
     assert {a for _, _, a, _, _ in bench.SETTINGS} == {"kit", "glibc"}  # the allocator's gain is measured
+
+
+def test_throughput_table_puts_both_allocators_side_by_side_fastest_first():
+    from fer_keras import experiment
+
+    run = {"model": "speed_cnn", "precision": "float32", "batch_size": 128, "achieved_gflops": 1.0}
+    record = {"settings": [
+        {"backend": "tensorflow", "threads": "default", "malloc_top_pad": 2 ** 28,
+         "runs": [run | {"faces_per_s": 400.0}]},
+        {"backend": "tensorflow", "threads": "default", "malloc_top_pad": None,
+         "runs": [run | {"faces_per_s": 200.0}, run | {"model": "small_cnn", "faces_per_s": 90.0}]}]}
+    table = experiment.throughput_table(record, model="speed_cnn")
+    assert list(table["allocator"]) == ["kit (M_TOP_PAD)", "malloc defaults"] and list(table["faces/s"]) == [400, 200]
+    assert len(experiment.throughput_table(record)) == 3

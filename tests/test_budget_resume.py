@@ -2,6 +2,10 @@
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import keras
@@ -234,3 +238,36 @@ def test_speed_model_is_int8_friendly_and_counts():
 def test_hard_labels():
     np.testing.assert_array_equal(data.hard_labels(np.array([2, 0])), [2, 0])
     np.testing.assert_array_equal(data.hard_labels(np.array([[0.1, 0.9], [0.8, 0.2]])), [1, 0])
+
+
+def test_checkpoint_counts_training_seconds_across_sessions(tmp_path):
+    """Without a budget schedule the checkpoint's clock carries the seconds of the sessions before a resume
+    (the campaign gives a resumed run only the minutes it has left)."""
+    cp = training.RunCheckpoint(tmp_path, seconds_before=100.0)
+    cp.on_train_begin()
+    cp.start -= 5.0  # five seconds of this session
+    assert 105.0 <= cp.seconds() < 106.0
+
+
+def test_sigterm_on_a_real_run_exits_130_and_leaves_it_resumable(tmp_path, monkeypatch):
+    """Fault injection on a real process: `train` killed with SIGTERM (a scheduler, `kill`, a session that ends)
+    says how to continue, leaves no model behind, and the run resumes from its last finished epoch."""
+    monkeypatch.setenv("FER_KERAS_RUNS", str(tmp_path / "state"))
+    out = tmp_path / "run"
+    state = config.run_state_dir(out) / "state.json"
+    proc = subprocess.Popen([sys.executable, "-m", "fer_keras", "train", "--epochs", "200", "--width", "4",
+                             "--batch-size", "64", "--out", str(out)], env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1]  # still training after its first epoch
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert f"train --resume {out}" in err and not (out / "model.keras").exists()
+    done = json.loads(state.read_text())["epochs_done"]
+    assert done >= 1
+    resumed = experiment.resume_run(out, time_limit_minutes=1e-4, verbose=0)  # one more epoch, then test
+    assert resumed["resumed_from_epoch"] == done and resumed["epochs_run"] == done + 1
+    assert (out / "model.keras").is_file()

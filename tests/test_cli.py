@@ -98,6 +98,9 @@ def test_explain_writes_an_overlay_png(trained_run, tmp_path, capsys):
     assert cli.main(["explain", str(img), "--model", str(trained_run / "model.keras"), "--out", str(out)]) == 0
     assert out.is_file() and Image.open(out).size[0] > 100
     assert "wrote" in capsys.readouterr().out
+    folder = tmp_path / "maps"  # --out a folder (trailing slash): the PNG goes inside, and the line says so
+    assert cli.main(["explain", str(img), "--model", str(trained_run / "model.keras"), "--out", f"{folder}/"]) == 0
+    assert (folder / "face_grad_cam.png").is_file() and str(folder / "face_grad_cam.png") in capsys.readouterr().out
     assert cli.main(["explain", str(img), "--model", str(trained_run / "model.keras"), "--class", "calm"]) == 2
     bad = tmp_path / "doc.jpg"
     bad.write_bytes(b"%PDF-1.4 not an image")
@@ -170,3 +173,35 @@ def test_diverging_run_stops_with_one_line_and_saves_no_model(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert code == 2 and "training diverged" in err and "--lr" in err and "Traceback" not in err
     assert not (out / "model.keras").exists()
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["predict", "x.jpg", "--json", "{dir}"], "is a folder"),
+    (["predict", "x.jpg", "--csv", "{file}/rows.csv"], "is a file, so no folder can be made"),
+    (["predict", "x.jpg", "--out", "{file}"], "is a file; give a folder"),
+    (["train", "--results-json", "{dir}"], "is a folder"),
+    (["evaluate", "m.keras", "--json", "{dir}"], "is a folder"),
+    (["export", "m.keras", "--out", "{dir}"], "is a folder"),
+])
+def test_output_paths_are_checked_before_any_work(argv, what, tmp_path, capsys):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    argv = [a.format(dir=tmp_path / "dir", file=tmp_path / "file") for a in argv]
+    assert cli.main(argv) == 2  # before the model, the data or the images are even looked at
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --") and what in err[0]
+
+
+def test_missing_output_folders_are_created_and_ports_and_calibration_are_checked(tmp_path, capsys):
+    path = cli.check_output(tmp_path / "new" / "deeper" / "r.json", "--json", "file")
+    assert path.parent.is_dir() and not path.exists()
+    assert cli.check_output(tmp_path / "runs", "--out", "folder").is_dir()
+    for argv in (["demo", "--port", "99999"], ["export", "m.keras", "--calibration", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        assert stop.value.code == 2
+    assert "a port" in capsys.readouterr().err
+    lite = tmp_path / "m.tflite"
+    lite.write_bytes(b"TFL3")
+    assert cli.main(["export", str(lite)]) == 2
+    assert "already a .tflite file" in capsys.readouterr().err

@@ -55,6 +55,13 @@ def test_fit_reduces_loss_and_logs_learning_rate(tiny_split):
     assert "learning_rate" in h and len(h["learning_rate"]) == len(h["loss"])
 
 
+def test_checkpoint_and_early_stopping_choose_the_best_epoch_by_one_monitor(tmp_path):
+    cbs = training.make_callbacks(tmp_path / "best.weights.h5", reduce_lr_patience=5, early_stopping_patience=15)
+    kinds = {type(cb).__name__: cb for cb in cbs}
+    assert kinds["ModelCheckpoint"].monitor == kinds["EarlyStopping"].monitor == "val_accuracy"
+    assert kinds["EarlyStopping"].restore_best_weights and kinds["ReduceLROnPlateau"].monitor == "val_loss"
+
+
 def test_soft_labels_compile_and_fit(tiny_split):
     soft = np.eye(7, dtype=np.float32)[tiny_split.y] * 0.8 + 0.2 / 7
     model = models.build_small_cnn(width=8, augment="none")
@@ -127,7 +134,7 @@ def test_bad_model_files(tmp_path, saved_model):
     broken = tmp_path / "broken.keras"
     with zipfile.ZipFile(broken, "w") as zf:
         zf.writestr("config.json", "{not json")
-        zf.writestr(modelfile.META_NAME, json.dumps({"class_names": ["a"]}))
+        zf.writestr(modelfile.META_NAME, json.dumps({"class_names": ["a", "b"], "input_size": [48, 48]}))
     with pytest.raises(ModelFileError, match="Keras could not load it"):
         modelfile.load_model(broken)
     tfl = tmp_path / "junk.tflite"

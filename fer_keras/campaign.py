@@ -1,0 +1,199 @@
+"""The full-data campaign on the CPU: every planned run, in order, with what is done and what is left read from
+`results/`, and runs that span sessions through `train --resume`.
+
+    python -m fer_keras campaign status            # done / partial / to do, from results/ and the run states
+    python -m fer_keras campaign run --minutes 150 # the next runs in order, cut in time to save their state
+    python -m fer_keras campaign save              # copy partial runs' states into results/state/ to commit
+
+A run is done when its results file exists. A partial run has a resumable state: in the run-state cache
+(config.run_state_dir) or committed under results/state/<name>/ by `save` at the end of a session; `run`
+continues it with `train --resume`. Two kinds of run:
+- 'budget': the speed recipe's wall-clock budget (warm-up, decay to zero at the deadline). A session cut
+  stops it at an epoch end; the resumed run goes on with the schedule where it was.
+- 'time': the step's own recipe and schedule (S004's, the papers'), stopped after the epoch that passes
+  `minutes` of training: equal compute for every step. A resumed run gets the minutes it has left.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fer_keras import config
+
+REPO = Path(__file__).resolve().parents[1]
+STATE_DIR = "state"  # under results/: committed run states
+COMMIT_LIMIT_MB = 40  # a state larger than this is not copied into the repository (say so instead)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One campaign run. name: results/<name>.json and runs/<name>/. kind 'budget' or 'time'."""
+
+    name: str
+    step: str
+    minutes: float
+    kind: str = "time"
+    seed: int = 0
+    flags: tuple[str, ...] = ()
+    issue: int = 17
+
+    def results_file(self, results_dir) -> Path:
+        return Path(results_dir) / f"{self.name}.json"
+
+    def out_dir(self, runs_dir="runs") -> Path:
+        return Path(runs_dir) / self.name
+
+
+def _s004(minutes: float = 20) -> list[PlannedRun]:
+    steps = ("01_baseline", "02_residual", "03_cbam", "04_gap", "05_class_weights",
+             "06_lr_schedule_early_stopping", "07_augmentation")
+    return [PlannedRun(f"campaign/{s}", s, minutes) for s in steps]
+
+
+# In order. Issue 16's targets first (the speed recipe, two seeds per budget), then issue 17: the S004 path at
+# one equal time each, the paper models at one equal hour each, notebook 14's four labelings.
+PLAN: tuple[PlannedRun, ...] = tuple(
+    [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16) for s in (0, 1)]
+    + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, issue=16) for s in (0, 1)]
+    + _s004(20)
+    + [PlannedRun(f"campaign/{s}", s, 60) for s in ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18",
+                                                      "08_vgg19", "09_bilinear_gc", "10_ca_resnet_ce",
+                                                      "10_ca_resnet_focal")]
+    + [PlannedRun(f"campaign/{s}", s, 30) for s in ("14_fer2013", "14_ferplus_majority", "14_ferplus_probability",
+                                                      "14_ferm")]
+)
+
+
+def find_state(run: PlannedRun, results_dir, runs_dir="runs") -> Path | None:
+    """The run's resumable state (a folder with run.json and state.json, not finished): the cache first, then a
+    copy committed under results/state/<name>/."""
+    for folder in (config.run_state_dir(run.out_dir(runs_dir)), Path(results_dir) / STATE_DIR / run.name):
+        state = folder / "state.json"
+        if (folder / "run.json").is_file() and state.is_file():
+            if not json.loads(state.read_text()).get("finished"):
+                return folder
+    return None
+
+
+def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dict]:
+    """One row per planned run: 'done' (results file; its accuracy), 'partial' (epochs and minutes so far,
+    where the state is) or 'to do'."""
+    rows = []
+    for run in plan:
+        row = {"name": run.name, "step": run.step, "kind": run.kind, "minutes": run.minutes, "seed": run.seed,
+               "issue": run.issue}
+        path = run.results_file(results_dir)
+        results = json.loads(path.read_text()) if path.is_file() else None
+        state = find_state(run, results_dir, runs_dir)
+        saved = json.loads((state / "state.json").read_text()) if state else {}
+        if results is not None and (state is None or complete(run, results, saved)):
+            row |= {"status": "done", "accuracy": results["test"]["accuracy"], "epochs": results.get("epochs_run")}
+        elif state is not None:
+            row |= {"status": "partial", "epochs": saved.get("epochs_done"),
+                    "trained_min": round((saved.get("train_seconds") or 0) / 60, 1), "state": str(state)}
+        else:
+            row |= {"status": "to do"}
+        rows.append(row)
+    return rows
+
+
+def complete(run: PlannedRun, results: dict, state: dict) -> bool:
+    """Whether a run that has results and a resumable state is over: not cut by a time limit, or (a 'time' run)
+    cut by its own: its training seconds plus one more epoch would pass its minutes (TimeLimit's rule)."""
+    if not results.get("stopped_by_time_limit"):
+        return True
+    seconds = state.get("train_seconds") or 0
+    return run.kind == "time" and seconds + results.get("seconds_per_epoch", 0) > 60 * run.minutes
+
+
+def command(run: PlannedRun, results_dir, runs_dir="runs", cut_minutes: float | None = None,
+            state: Path | None = None) -> list[str]:
+    """The train command that starts (or, given its state, resumes) `run`, stopping after `cut_minutes` of
+    training at most (a session's end)."""
+    results = str(run.results_file(results_dir))
+    limit = cut_minutes
+    if run.kind == "time":  # the run's own compute: what is left of `minutes`
+        done = (json.loads((state / "state.json").read_text()).get("train_seconds") or 0) / 60 if state else 0.0
+        left = max(run.minutes - done, 0.01)
+        limit = left if cut_minutes is None else min(left, cut_minutes)
+    cut = ["--time-limit", f"{limit:.2f}"] if limit is not None else []
+    if state is not None:
+        return [sys.executable, "-m", "fer_keras", "train", "--resume", str(state), *cut, "--results-json", results]
+    budget = ["--budget", f"{run.minutes:g}m"] if run.kind == "budget" else []
+    return [sys.executable, "-m", "fer_keras", "train", "--step", run.step, "--data", "fer2013", *budget,
+            "--seed", str(run.seed), *run.flags, *cut, "--out", str(run.out_dir(runs_dir)),
+            "--results-json", results, "--restart"]
+
+
+def run_next(minutes: float, plan=PLAN, results_dir=REPO / "results", runs_dir="runs", dry_run=False,
+             only: list[str] | None = None, reserve: float = 3.0) -> list[dict]:
+    """Run the plan's unfinished runs in order within `minutes` of wall clock (each cut `reserve` minutes before
+    the end, so its test and save fit). Returns what was run. A time-limit stop leaves a resumable state;
+    `save` copies it into the repository."""
+    start, ran = time.monotonic(), []
+    for row in status(plan, results_dir, runs_dir):
+        if row["status"] == "done" or (only and row["name"] not in only):
+            continue
+        left = minutes - (time.monotonic() - start) / 60 - reserve
+        if left < 2:
+            break
+        run = next(r for r in plan if r.name == row["name"])
+        state = find_state(run, results_dir, runs_dir)
+        cut = left if run.kind == "time" or run.minutes > left else None
+        cmd = command(run, results_dir, runs_dir, cut, state)
+        print(" ".join(["python"] + cmd[1:]), flush=True)
+        if dry_run:
+            ran.append({"name": run.name, "command": cmd})
+            continue
+        done = subprocess.run(cmd)  # in this folder: results_dir and runs_dir may be relative to it
+        ran.append({"name": run.name, "command": cmd, "returncode": done.returncode})
+        if done.returncode != 0:
+            print(f"campaign: {run.name} exited {done.returncode}; stopping here", file=sys.stderr)
+            break
+    return ran
+
+
+def save_states(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[str]:
+    """Copy every partial run's cached state into results/state/<name>/ (to commit at a session's end), except
+    states larger than COMMIT_LIMIT_MB (listed, so the note can say which runs restart on a new machine)."""
+    lines = []
+    for run in plan:
+        cache = config.run_state_dir(run.out_dir(runs_dir))
+        if not (cache / "state.json").is_file():
+            continue
+        saved = json.loads((cache / "state.json").read_text())
+        results = run.results_file(results_dir)
+        if saved.get("finished") or (results.is_file() and complete(run, json.loads(results.read_text()), saved)):
+            continue
+        size = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) / 2 ** 20
+        if size > COMMIT_LIMIT_MB:
+            lines.append(f"{run.name}: state {size:.0f} MB > {COMMIT_LIMIT_MB} MB, not copied (resumes only here)")
+            continue
+        dest = Path(results_dir) / STATE_DIR / run.name
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(cache, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        lines.append(f"{run.name}: state copied to {dest} ({size:.1f} MB)")
+    return lines
+
+
+def format_status(rows: list[dict]) -> str:
+    """The status table as text: one line per run, then the totals."""
+    out = [f"{'run':36} {'kind':6} {'min':>5} {'status':8} detail"]
+    for r in rows:
+        detail = {"done": lambda: f"accuracy {r['accuracy']:.4f}, {r['epochs']} epochs",
+                  "partial": lambda: f"{r['epochs']} epochs, {r['trained_min']} min trained; {r['state']}",
+                  "to do": lambda: ""}[r["status"]]()
+        out.append(f"{r['name']:36} {r['kind']:6} {r['minutes']:5g} {r['status']:8} {detail}")
+    left = sum(r["minutes"] - r.get("trained_min", 0) for r in rows if r["status"] != "done")
+    done = sum(r["status"] == "done" for r in rows)
+    out.append(f"{done}/{len(rows)} done; about {left / 60:.1f} h of training left")
+    return "\n".join(out)

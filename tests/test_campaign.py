@@ -1,0 +1,118 @@
+"""campaign: the plan, what is done and left (read from results/), the commands that start and resume runs."""
+
+import json
+
+import pytest
+
+from fer_keras import campaign, cli, config
+
+PLAN = (campaign.PlannedRun("speedrun/b15", "17_speed", 15, "budget", 0, issue=16),
+        campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20),
+        campaign.PlannedRun("campaign/02_residual", "02_residual", 20))
+
+
+@pytest.fixture()
+def dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.RUNS_ENV, str(tmp_path / "cache"))
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    (results / "speedrun").mkdir(parents=True)
+    (results / "speedrun" / "b15.json").write_text(json.dumps({"test": {"accuracy": 0.62}, "epochs_run": 13}))
+    return results, runs
+
+
+def _state(folder, epochs=3, seconds=600.0, finished=False):
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text("{}")
+    (folder / "state.json").write_text(json.dumps({"epochs_done": epochs, "train_seconds": seconds,
+                                                   "finished": finished}))
+    (folder / "state.weights.h5").write_bytes(b"w" * 1000)
+    return folder
+
+
+def test_status_reads_done_partial_and_to_do_from_results_and_states(dirs):
+    results, runs = dirs
+    _state(results / campaign.STATE_DIR / "campaign" / "01_baseline")  # committed by an earlier session
+    rows = {r["name"]: r for r in campaign.status(PLAN, results, runs)}
+    assert rows["speedrun/b15"]["status"] == "done" and rows["speedrun/b15"]["accuracy"] == 0.62
+    assert rows["campaign/01_baseline"]["status"] == "partial" and rows["campaign/01_baseline"]["epochs"] == 3
+    assert rows["campaign/01_baseline"]["trained_min"] == 10.0 and rows["campaign/02_residual"]["status"] == "to do"
+    text = campaign.format_status(list(rows.values()))
+    assert "1/3 done" in text and "about 0.5 h of training left" in text  # 10 + 20 minutes left
+
+
+def test_a_finished_state_is_not_partial_and_the_cache_comes_before_the_committed_copy(dirs):
+    results, runs = dirs
+    run = PLAN[1]
+    _state(results / campaign.STATE_DIR / run.name, epochs=1)
+    cache = _state(config.run_state_dir(run.out_dir(runs)), epochs=5)
+    assert campaign.find_state(run, results, runs) == cache
+    (cache / "state.json").write_text(json.dumps({"finished": True}))
+    assert campaign.find_state(run, results, runs) == results / campaign.STATE_DIR / run.name
+
+
+def test_commands_start_resume_and_cut_runs_as_the_cli_reads_them(dirs):
+    results, runs = dirs
+    parser = cli.build_parser()
+    start = campaign.command(PLAN[0], results, runs)  # a budget run, not cut: no time limit
+    args = parser.parse_args(start[3:])
+    assert (args.step, args.budget, args.seed, args.time_limit, args.restart) == ("17_speed", 15, 0, None, True)
+    cut = parser.parse_args(campaign.command(PLAN[0], results, runs, cut_minutes=7)[3:])
+    assert cut.time_limit == 7 and cut.budget == 15  # cut by the session's end, budget unchanged
+    timed = parser.parse_args(campaign.command(PLAN[1], results, runs)[3:])
+    assert timed.budget is None and timed.time_limit == 20  # the step's own schedule, 20 minutes of training
+    state = _state(results / campaign.STATE_DIR / PLAN[1].name, seconds=15 * 60)
+    resumed = parser.parse_args(campaign.command(PLAN[1], results, runs, cut_minutes=60, state=state)[3:])
+    assert resumed.resume == str(state) and resumed.time_limit == 5  # only the 5 minutes it has left
+    assert resumed.results_json.endswith("campaign/01_baseline.json")
+
+
+def test_run_next_skips_done_runs_resumes_partial_ones_and_stops_when_time_is_out(dirs, capsys):
+    results, runs = dirs
+    _state(results / campaign.STATE_DIR / PLAN[1].name, seconds=15 * 60)
+    ran = campaign.run_next(30, PLAN, results, runs, dry_run=True)
+    assert [r["name"] for r in ran] == ["campaign/01_baseline", "campaign/02_residual"]
+    assert "--resume" in ran[0]["command"] and "--restart" in ran[1]["command"]
+    assert campaign.run_next(4, PLAN, results, runs, dry_run=True) == []  # under 2 minutes after the reserve
+    assert [r["name"] for r in campaign.run_next(30, PLAN, results, runs, dry_run=True,
+                                                 only=["campaign/02_residual"])] == ["campaign/02_residual"]
+
+
+def test_save_copies_partial_states_into_results_and_refuses_large_ones(dirs, monkeypatch):
+    results, runs = dirs
+    _state(config.run_state_dir(PLAN[1].out_dir(runs)))
+    _state(config.run_state_dir(PLAN[2].out_dir(runs)), finished=True)  # finished: nothing to save
+    _state(config.run_state_dir(PLAN[0].out_dir(runs)))  # cut by a session's end: results, but not done
+    (results / "speedrun" / "b15.json").write_text(json.dumps({"test": {"accuracy": 0.5}, "epochs_run": 3,
+                                                               "stopped_by_time_limit": True}))
+    lines = campaign.save_states(PLAN, results, runs)
+    assert len(lines) == 2 and "b15: state copied" in lines[0] and "01_baseline: state copied" in lines[1]
+    assert json.loads((results / "state" / "campaign" / "01_baseline" / "state.json").read_text())["epochs_done"] == 3
+    assert campaign.status(PLAN, results, runs)[0]["status"] == "partial"
+    monkeypatch.setattr(campaign, "COMMIT_LIMIT_MB", 0)
+    assert "not copied" in campaign.save_states(PLAN, results, runs)[0]
+
+
+def test_the_plan_is_valid_train_commands_in_order():
+    parser = cli.build_parser()
+    names = [r.name for r in campaign.PLAN]
+    assert len(names) == len(set(names)) and names[:2] == ["speedrun/budget15_seed0", "speedrun/budget15_seed1"]
+    for run in campaign.PLAN:
+        args = parser.parse_args(campaign.command(run, "results")[3:])
+        assert args.step == run.step and (args.budget is not None) == (run.kind == "budget")
+
+
+def test_campaign_cli_bad_flags_are_one_line(capsys):
+    assert cli.main(["campaign", "run"]) == 2
+    assert cli.main(["campaign", "status", "--only", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error:") for line in err)
+    assert "--minutes" in err[0] and "--only nope" in err[1] and "Fix:" in err[1]
+
+
+def test_a_time_run_cut_by_its_own_minutes_is_done_and_a_session_cut_is_not():
+    timed, budget = PLAN[1], PLAN[0]
+    cut = {"stopped_by_time_limit": True, "seconds_per_epoch": 60.0}
+    assert campaign.complete(timed, cut, {"train_seconds": 19.5 * 60})  # one more epoch would pass 20 min
+    assert not campaign.complete(timed, cut, {"train_seconds": 12 * 60})  # the session ended first
+    assert not campaign.complete(budget, cut, {"train_seconds": 14 * 60})  # a budget run goes on to its deadline
+    assert campaign.complete(budget, {"stopped_by_time_limit": False}, {})
