@@ -70,32 +70,62 @@ PLAN: tuple[PlannedRun, ...] = tuple(
 )
 
 
-def find_state(run: PlannedRun, results_dir, runs_dir="runs") -> Path | None:
-    """The run's resumable state (a folder with run.json and state.json, not finished): the cache first, then a
-    copy committed under results/state/<name>/."""
+# Notebook 17's ablation: the speed recipe with one change per run (variant -> train flags), all at one budget
+# and seed. "baseline" is the recipe itself.
+ABLATION: dict[str, tuple[str, ...]] = {
+    "baseline": (),
+    "width24": ("--model-arg", "width=24"),
+    "width48": ("--model-arg", "width=48"),
+    "batch256": ("--batch-size", "256"),
+    "lr4e-3": ("--lr", "4e-3"),
+    "no_label_smoothing": ("--label-smoothing", "0"),
+    "no_augment": ("--augment", "none"),
+    "ema": ("--ema", "0.99"),
+    "deeper": ("--model-arg", "convs=[2,2,2]"),
+    "head_max": ("--model-arg", "pool=max"),
+}
+
+
+def ablation_plan(minutes: float, seed: int = 0, variants=None) -> tuple[PlannedRun, ...]:
+    """The ablation as campaign runs named by variant (results <results_dir>/<variant>.json), each a 'budget'
+    run of `minutes` of the speed recipe plus its variant's flags."""
+    return tuple(PlannedRun(v, "17_speed", minutes, "budget", seed, ABLATION[v], issue=16)
+                 for v in (variants or ABLATION))
+
+
+def load_state(run: PlannedRun, results_dir, runs_dir="runs") -> tuple[Path | None, dict]:
+    """The run's resumable state folder (run.json and state.json, not finished) and its state.json: the cache
+    first, then a copy committed under results/state/<name>/. (None, {}) when there is none."""
     for folder in (config.run_state_dir(run.out_dir(runs_dir)), Path(results_dir) / STATE_DIR / run.name):
         state = folder / "state.json"
         if (folder / "run.json").is_file() and state.is_file():
-            if not json.loads(state.read_text()).get("finished"):
-                return folder
-    return None
+            saved = json.loads(state.read_text())
+            if not saved.get("finished"):
+                return folder, saved
+    return None, {}
+
+
+def find_state(run: PlannedRun, results_dir, runs_dir="runs") -> Path | None:
+    """The run's resumable state folder, or None (see load_state)."""
+    return load_state(run, results_dir, runs_dir)[0]
 
 
 def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dict]:
     """One row per planned run: 'done' (results file; its accuracy), 'partial' (epochs and minutes so far,
-    where the state is) or 'to do'."""
+    where the state is) or 'to do'. Every row carries its `run` (the PlannedRun)."""
     rows = []
     for run in plan:
         row = {"name": run.name, "step": run.step, "kind": run.kind, "minutes": run.minutes, "seed": run.seed,
-               "issue": run.issue}
+               "issue": run.issue, "run": run}
         path = run.results_file(results_dir)
         results = json.loads(path.read_text()) if path.is_file() else None
-        state = find_state(run, results_dir, runs_dir)
-        saved = json.loads((state / "state.json").read_text()) if state else {}
+        state, saved = load_state(run, results_dir, runs_dir)
         if results is not None and (state is None or complete(run, results, saved)):
-            row |= {"status": "done", "accuracy": results["test"]["accuracy"], "epochs": results.get("epochs_run")}
+            row |= {"status": "done", "accuracy": results["test"]["accuracy"], "epochs": results.get("epochs_run"),
+                    "results": str(path)}
         elif state is not None:
             row |= {"status": "partial", "epochs": saved.get("epochs_done"),
+                    "train_seconds": saved.get("train_seconds") or 0.0,
                     "trained_min": round((saved.get("train_seconds") or 0) / 60, 1), "state": str(state)}
         else:
             row |= {"status": "to do"}
@@ -113,13 +143,15 @@ def complete(run: PlannedRun, results: dict, state: dict) -> bool:
 
 
 def command(run: PlannedRun, results_dir, runs_dir="runs", cut_minutes: float | None = None,
-            state: Path | None = None) -> list[str]:
+            state: Path | None = None, train_seconds: float | None = None) -> list[str]:
     """The train command that starts (or, given its state, resumes) `run`, stopping after `cut_minutes` of
-    training at most (a session's end)."""
+    training at most (a session's end). train_seconds: what the state has trained (read from it if not given)."""
     results = str(run.results_file(results_dir))
     limit = cut_minutes
     if run.kind == "time":  # the run's own compute: what is left of `minutes`
-        done = (json.loads((state / "state.json").read_text()).get("train_seconds") or 0) / 60 if state else 0.0
+        if train_seconds is None and state is not None:
+            train_seconds = json.loads((Path(state) / "state.json").read_text()).get("train_seconds")
+        done = (train_seconds or 0) / 60
         left = max(run.minutes - done, 0.01)
         limit = left if cut_minutes is None else min(left, cut_minutes)
     cut = ["--time-limit", f"{limit:.2f}"] if limit is not None else []
@@ -132,21 +164,24 @@ def command(run: PlannedRun, results_dir, runs_dir="runs", cut_minutes: float | 
 
 
 def run_next(minutes: float, plan=PLAN, results_dir=REPO / "results", runs_dir="runs", dry_run=False,
-             only: list[str] | None = None, reserve: float = 3.0) -> list[dict]:
+             only: list[str] | None = None, reserve: float = 3.0, redo: bool = False) -> list[dict]:
     """Run the plan's unfinished runs in order within `minutes` of wall clock (each cut `reserve` minutes before
-    the end, so its test and save fit). Returns what was run. A time-limit stop leaves a resumable state;
-    `save` copies it into the repository."""
+    the end, so its test and save fit; `minutes` may be inf). Returns what was run. A time-limit stop leaves a
+    resumable state; `save` copies it into the repository. redo: run done runs again, from the start."""
     start, ran = time.monotonic(), []
     for row in status(plan, results_dir, runs_dir):
-        if row["status"] == "done" or (only and row["name"] not in only):
+        if only and row["name"] not in only:
+            continue
+        if row["status"] == "done" and not redo:
+            print(f"{row['name']}: done, skipped ({row['results']})", flush=True)
             continue
         left = minutes - (time.monotonic() - start) / 60 - reserve
         if left < 2:
             break
-        run = next(r for r in plan if r.name == row["name"])
-        state = find_state(run, results_dir, runs_dir)
+        run = row["run"]
+        state = Path(row["state"]) if row["status"] == "partial" else None
         cut = left if run.kind == "time" or run.minutes > left else None
-        cmd = command(run, results_dir, runs_dir, cut, state)
+        cmd = command(run, results_dir, runs_dir, cut, state, row.get("train_seconds"))
         print(" ".join(["python"] + cmd[1:]), flush=True)
         if dry_run:
             ran.append({"name": run.name, "command": cmd})

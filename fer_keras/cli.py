@@ -62,6 +62,14 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="a 
 
 
 POSITIVE_INT = _number(int, 1, what="a whole number")
+
+
+def _devices(text: str):
+    """argparse type for --devices: a whole number >= 1 or 'all'."""
+    return "all" if str(text).strip().lower() == "all" else POSITIVE_INT(text)
+
+
+
 SEED = _number(int, 0, 2 ** 32 - 1, what="a whole number")
 POSITIVE = _number(float, 0, low_open=True, what="a number")
 FRACTION = _number(float, 0, 1, high_open=True, what="a fraction")
@@ -196,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "state folder (other flags except --time-limit are read from the run)")
     train.add_argument("--restart", action="store_true",
                        help="start over even if an interrupted run of the same settings could be continued")
+    train.add_argument("--devices", type=_devices, metavar="N|all",
+                       help="synchronous data-parallel training over N devices (or all): keras.distribution on "
+                            "JAX, tf.distribute.MirroredStrategy on TensorFlow; --batch-size stays the global batch")
     train.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"],
                        help="auto (default): mixed_bfloat16 where the CPU has native bf16, else float32")
     train.add_argument("--label-smoothing", type=FRACTION)
@@ -384,7 +395,7 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes", "loss": "loss",
                "lr_schedule": "lr_schedule", "teacher": "teachers", "alpha": "distill_alpha",
                "temperature": "distill_temperature", "budget": "budget_minutes", "precision": "precision",
-               "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup"}
+               "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup", "devices": "devices"}
 
 
 def cmd_train(args) -> int:
@@ -392,7 +403,8 @@ def cmd_train(args) -> int:
 
     command = ["python", "-m", "fer_keras"] + sys.argv[1:]
     if args.resume:
-        results = experiment.resume_run(args.resume, args.time_limit, command=command, started=STARTED)
+        results = experiment.resume_run(args.resume, args.time_limit, command=command, started=STARTED,
+                                        devices=args.devices)
         return _report_train(results, args, Path(results["out_dir"]))
     kwargs = experiment.step_config(args.step, "full") if args.step else {"source": "sample", "epochs": 30}
     kwargs |= {dest: getattr(args, flag) for flag, dest in _TRAIN_ARGS.items() if getattr(args, flag) is not None}

@@ -78,7 +78,22 @@ def evaluate_model(loaded: modelfile.LoadedModel, split: data.Split, tta: str = 
     metrics["binary_accuracy_s004"] = binary_accuracy(y_hard, probs)
     metrics["ten_crop"] = tta == "ten_crop"
     metrics["tta"] = tta
+    # Per face, in split order: so that two runs' files alone give a paired test (paired_test_from_metrics).
+    metrics["y_true"], metrics["y_pred"] = encode_classes(y_hard), encode_classes(probs.argmax(axis=1))
     return metrics
+
+
+def encode_classes(y) -> str:
+    """Class indices (< 10) as one digit per face: '3046...' (a few KB in a results JSON for a test split)."""
+    y = np.asarray(y, np.int64)
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise ValueError("encode_classes takes class indices 0-9")
+    return "".join(map(str, y.tolist()))
+
+
+def decode_classes(text: str) -> np.ndarray:
+    """The inverse of encode_classes."""
+    return np.frombuffer(text.encode("ascii"), np.uint8).astype(np.int64) - ord("0")
 
 
 def evaluate_file(model_path, source="sample", split="PublicTest", tta="none") -> dict:
@@ -154,6 +169,14 @@ def paired_test(y_true, pred_a, pred_b) -> dict:
     return {"n": len(y), "accuracy_a": float(a_ok.mean()), "accuracy_b": float(b_ok.mean()),
             "delta_pt": 100 * float(b_ok.mean() - a_ok.mean()), "only_a_right": only_a, "only_b_right": only_b,
             "p_value": float(p), "test": "exact McNemar (binomial on discordant faces), two-sided"}
+
+
+def paired_test_from_metrics(a: dict, b: dict) -> dict | None:
+    """paired_test of two runs from their saved metrics (evaluate_model's y_true/y_pred), or None when either
+    lacks them or they were not scored on the same faces."""
+    if not all(k in m for m in (a, b) for k in ("y_true", "y_pred")) or a["y_true"] != b["y_true"]:
+        return None
+    return paired_test(decode_classes(a["y_true"]), decode_classes(a["y_pred"]), decode_classes(b["y_pred"]))
 
 
 def latency_ms(predict, input_size: int, runs: int = 50, warmup: int = 5, channels: int = 1) -> dict:

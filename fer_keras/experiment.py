@@ -57,11 +57,13 @@ PAPER_RUNS = {
     "10_ca_resnet_focal": S002_RECIPE | {"model": "ca_resnet"},
 }
 # Notebook 14: one model and recipe (the S004 path's last step), four labelings of the same faces.
+# Each is also scored on the FER+ majority and the FER2013 labels of the same test split (classes by name).
+_BOTH = {"cross_label_tests": ("ferplus8", "fer2013")}
 LABEL_RUNS = {
-    "14_fer2013": {"label_mode": "fer2013"},
-    "14_ferplus_majority": {"label_mode": "ferplus8"},
-    "14_ferplus_probability": {"label_mode": "ferplus8:probability"},
-    "14_ferm": {"label_mode": "ferm"},
+    "14_fer2013": {"label_mode": "fer2013"} | _BOTH,
+    "14_ferplus_majority": {"label_mode": "ferplus8"} | _BOTH,
+    "14_ferplus_probability": {"label_mode": "ferplus8:probability"} | _BOTH,
+    "14_ferm": {"label_mode": "ferm"} | _BOTH,
 }
 # Notebook 16: the tiny model alone and distilled from teachers (passed as `teachers=[...]` to run_step).
 DISTILL_RECIPE = {"model": "tiny_cnn", "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 64, "epochs": 60,
@@ -88,7 +90,7 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
                        command=None, model_kwargs=None, loss="crossentropy", focal_alpha=0.25, focal_gamma=2.0,
                        lr_schedule=None, teachers=None, distill_alpha=0.1, distill_temperature=4.0,
                        budget_minutes=None, precision="auto", label_smoothing=0.0, ema=None, warmup=0.1,
-                       resume="auto", state_dir=None, started=None) -> dict:
+                       resume="auto", state_dir=None, started=None, devices=None, cross_label_tests=None) -> dict:
     """Train `model` on Training (minus a stratified validation slice), test once on `test_split`.
 
     Writes under out_dir: model.keras, results.json, history.csv, learning_curves.png,
@@ -108,6 +110,10 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     (state in config.run_state_dir(out_dir), or `state_dir`); True requires one; False starts over.
     started: time.perf_counter() when the command started (the CLI passes it, so a budget and `wall_seconds`
     include Python's and TensorFlow's start-up); default: now.
+    devices: synchronous data-parallel training (training.data_parallel): None/1, a count or 'all';
+    batch_size stays the global batch.
+    cross_label_tests: label sets (e.g. ('ferplus8', 'fer2013')) to score the model on as well, on the same
+    test split, classes matched by name (evaluation.cross_label_metrics): results['test_on'][label_set].
     """
     import sys
 
@@ -118,6 +124,7 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     out.mkdir(parents=True, exist_ok=True)
     state_dir = Path(state_dir) if state_dir else config.run_state_dir(out)
     saved = _saved_state(state_dir, args, resume)
+    scope, distribution = training.data_parallel(devices, batch_size)  # checked before loading; one device: no-op
     keras.utils.set_random_seed(seed)
     splits = data.load_dataset(source, label_mode, usages=["Training", test_split])
     train_all, test = splits["Training"], splits[test_split]
@@ -134,60 +141,61 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     soft = train.y.ndim == 2
 
     precision = training.resolve_precision(precision)
-    build_args = dict(num_classes=len(class_names), input_size=input_size, augment=augment, seed=seed,
-                      **(model_kwargs or {}))
-    with training.dtype_policy(precision):
-        net = models.build_model(model, **build_args)
-    steps_per_epoch = -(-len(train.y) // batch_size)
-    lr, schedule, budget_s = learning_rate, None, None
-    if budget_minutes:
-        # The time left after loading, less a reserve for testing and saving, is the training budget.
-        budget_s = 60 * budget_minutes * 0.98 - 10 - (time.perf_counter() - wall_start)
-        if budget_s <= 0:
-            raise ValueError(f"--budget {budget_minutes} min leaves no time to train after loading the data; "
-                             "give a larger budget.")
-    schedule_used = "budget" if budget_minutes else lr_schedule
-    fit_epochs = 100_000 if budget_minutes else epochs  # a budget run stops at its deadline
-    if schedule_used == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch)
-    elif schedule_used == "budget":
-        schedule = training.BudgetSchedule(learning_rate, None if budget_s else epochs * steps_per_epoch,
-                                           budget_s, warmup, progress_bar=verbose == 1 and budget_s is not None)
-    elif schedule_used not in (None, "s000_step"):
-        raise ValueError(f"lr_schedule {lr_schedule!r}: choose None, 'cosine', 's000_step' or 'budget'")
-    fit_model = net
-    if teachers:
-        if soft and not label_smoothing:
-            raise ValueError("distillation here takes integer labels; use a ':majority' label mode")
-        fit_model = training.Distiller(net, [_teacher(p, net.input_shape[1]) for p in teachers], distill_alpha,
-                                       distill_temperature)
-    training.compile_model(fit_model, lr, optimizer, soft_labels=soft, weight_decay=weight_decay, loss=loss,
-                           focal_alpha=focal_alpha, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
-                           ema=ema)
-    weights = data.class_weights(data.hard_labels(train.y), len(class_names)) if class_weights else None
-    best = out / "best.weights.h5"
-    callbacks = training.make_callbacks(best if val is not None else None, reduce_lr_patience,
-                                        early_stopping_patience)
-    if lr_schedule == "s000_step":
-        callbacks.append(keras.callbacks.LearningRateScheduler(training.S000StepDecay(learning_rate)))
-    timer = training.TimeLimit(60 * time_limit_minutes) if time_limit_minutes else None
-    checkpoint = training.RunCheckpoint(state_dir, schedule)
-    callbacks = [schedule] * bool(schedule) + [training.StopOnNaN()] + callbacks + [timer] * bool(timer) + [checkpoint]
-    initial_epoch = 0
-    if saved:
-        state = training.RunCheckpoint.resume(fit_model, state_dir)
-        initial_epoch, checkpoint.history = state["epochs_done"], state["history"]
-        checkpoint.seconds_before = state.get("train_seconds") or 0.0
-        if schedule:
-            schedule.step, schedule.elapsed = state["step"], state["train_seconds"]
-        _restore_trackers(callbacks, state["history"])
-        print(f"resuming {out} from epoch {initial_epoch} ({state_dir})", flush=True)
-    else:
-        _write_run_file(state_dir, args)
-    start = time.perf_counter()
-    fit_verbose = 2 if schedule is not None and schedule.bar is not None else verbose  # one bar: the time left
-    training.fit(fit_model, train, val, fit_epochs, batch_size, weights, callbacks, seed, fit_verbose,
-                 crop=net.input_shape[1], initial_epoch=initial_epoch)
+    with scope:  # build, compile and fit on every device (keras.distribution / tf.distribute)
+        build_args = dict(num_classes=len(class_names), input_size=input_size, augment=augment, seed=seed,
+                          **(model_kwargs or {}))
+        with training.dtype_policy(precision):
+            net = models.build_model(model, **build_args)
+        steps_per_epoch = -(-len(train.y) // batch_size)
+        lr, schedule, budget_s = learning_rate, None, None
+        if budget_minutes:
+            # The time left after loading, less a reserve for testing and saving, is the training budget.
+            budget_s = 60 * budget_minutes * 0.98 - 10 - (time.perf_counter() - wall_start)
+            if budget_s <= 0:
+                raise ValueError(f"--budget {budget_minutes} min leaves no time to train after loading the data; "
+                                 "give a larger budget.")
+        schedule_used = "budget" if budget_minutes else lr_schedule
+        fit_epochs = 100_000 if budget_minutes else epochs  # a budget run stops at its deadline
+        if schedule_used == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch)
+        elif schedule_used == "budget":
+            schedule = training.BudgetSchedule(learning_rate, None if budget_s else epochs * steps_per_epoch,
+                                               budget_s, warmup, progress_bar=verbose == 1 and budget_s is not None)
+        elif schedule_used not in (None, "s000_step"):
+            raise ValueError(f"lr_schedule {lr_schedule!r}: choose None, 'cosine', 's000_step' or 'budget'")
+        fit_model = net
+        if teachers:
+            if soft and not label_smoothing:
+                raise ValueError("distillation here takes integer labels; use a ':majority' label mode")
+            fit_model = training.Distiller(net, [_teacher(p, net.input_shape[1]) for p in teachers], distill_alpha,
+                                           distill_temperature)
+        training.compile_model(fit_model, lr, optimizer, soft_labels=soft, weight_decay=weight_decay, loss=loss,
+                               focal_alpha=focal_alpha, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
+                               ema=ema)
+        weights = data.class_weights(data.hard_labels(train.y), len(class_names)) if class_weights else None
+        best = out / "best.weights.h5"
+        callbacks = training.make_callbacks(best if val is not None else None, reduce_lr_patience,
+                                            early_stopping_patience)
+        if lr_schedule == "s000_step":
+            callbacks.append(keras.callbacks.LearningRateScheduler(training.S000StepDecay(learning_rate)))
+        timer = training.TimeLimit(60 * time_limit_minutes) if time_limit_minutes else None
+        checkpoint = training.RunCheckpoint(state_dir, schedule)
+        callbacks = [schedule] * bool(schedule) + [training.StopOnNaN()] + callbacks + [timer] * bool(timer) + [checkpoint]
+        initial_epoch = 0
+        if saved:
+            state = training.RunCheckpoint.resume(fit_model, state_dir)
+            initial_epoch, checkpoint.history = state["epochs_done"], state["history"]
+            checkpoint.seconds_before = state.get("train_seconds") or 0.0
+            if schedule:
+                schedule.step, schedule.elapsed = state["step"], state["train_seconds"]
+            _restore_trackers(callbacks, state["history"])
+            print(f"resuming {out} from epoch {initial_epoch} ({state_dir})", flush=True)
+        else:
+            _write_run_file(state_dir, args)
+        start = time.perf_counter()
+        fit_verbose = 2 if schedule is not None and schedule.bar is not None else verbose  # one bar: the time left
+        training.fit(fit_model, train, val, fit_epochs, batch_size, weights, callbacks, seed, fit_verbose,
+                     crop=net.input_shape[1], initial_epoch=initial_epoch)
     train_seconds = time.perf_counter() - start
     run_train_seconds = schedule.seconds() if schedule else checkpoint.seconds()  # all sessions, at the stop
     trained_at = time.perf_counter()
@@ -210,6 +218,9 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
         extra["test_ten_crop"] = evaluation.evaluate_model(loaded, test, "ten_crop")
     elif tta != "none":
         extra["test_single_crop"] = evaluation.evaluate_model(loaded, test, "none")
+    for target in cross_label_tests or ():  # notebook 14: every labeling scored on FER+ majority and FER2013
+        other = data.load_dataset(source, target, usages=[test_split])[test_split]
+        extra.setdefault("test_on", {})[target] = evaluation.cross_label_metrics(loaded, other, target)
     epochs_run = len(history.get("loss", []))
     results = {
         "run": out.name, "model": model, "params": int(net.count_params()),
@@ -226,10 +237,11 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
                    "loss": loss, "focal_alpha": focal_alpha, "focal_gamma": focal_gamma, "lr_schedule": lr_schedule,
                    "budget_minutes": budget_minutes, "precision": args["precision"],
                    "label_smoothing": label_smoothing, "ema": ema, "warmup": warmup, "val_fraction": val_fraction,
+                   **({"cross_label_tests": list(cross_label_tests)} if cross_label_tests else {}),
                    **({"teachers": [str(t) for t in teachers], "distill_alpha": distill_alpha,
                        "distill_temperature": distill_temperature} if teachers else {})},
         "input_shape": list(net.input_shape[1:]),
-        "precision_used": precision, "lr_schedule_used": schedule_used,
+        "precision_used": precision, "lr_schedule_used": schedule_used, "distribution": distribution,
         "epochs_run": epochs_run,
         "stopped_by_time_limit": bool(timer and timer.stopped),
         "stopped_by_budget": bool(schedule and schedule.stopped),
@@ -258,7 +270,7 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
 
 
 # Arguments that may change between the sessions of one run without making it another run.
-_SESSION_ARGS = ("verbose", "command", "time_limit_minutes", "resume", "state_dir", "started")
+_SESSION_ARGS = ("verbose", "command", "time_limit_minutes", "resume", "state_dir", "started", "devices")
 
 
 def _run_key(args: dict) -> dict:
@@ -299,9 +311,9 @@ def _restore_trackers(callbacks, history: dict) -> None:
             cb.best = (max if "acc" in monitor else min)(history[monitor])
 
 
-def resume_run(path, time_limit_minutes=None, verbose=None, command=None, started=None) -> dict:
+def resume_run(path, time_limit_minutes=None, verbose=None, command=None, started=None, devices=None) -> dict:
     """Continue an interrupted run: `path` is its output folder, or its state folder (holding run.json;
-    e.g. a copy committed so another machine can continue)."""
+    e.g. a copy committed so another machine can continue). devices: this session's (not part of the run)."""
     path = Path(path)
     state_dir = path if (path / "run.json").is_file() else config.run_state_dir(path)
     if not (state_dir / "run.json").is_file():
@@ -312,7 +324,7 @@ def resume_run(path, time_limit_minutes=None, verbose=None, command=None, starte
     if state.get("finished"):
         raise ValueError(f"{path}: that run finished; its results are in {record['out_dir']}.")
     args = record["args"] | {"time_limit_minutes": time_limit_minutes, "verbose": verbose, "command": command,
-                             "started": started}
+                             "started": started, "devices": devices}
     return train_and_evaluate(**args, resume=True, state_dir=state_dir)
 
 
@@ -533,8 +545,10 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
 
 
 def speedrun_table(folder) -> pd.DataFrame:
-    """Notebook 17's table from results/speedrun/*.json: one row per budget run (budget, seed, wall minutes,
-    epochs, PublicTest accuracy single and with flip TTA, macro-F1, CPU, what else ran)."""
+    """Notebook 17's table from results/speedrun/*.json: one row per budget run (what it changed against the
+    speed recipe, budget, seed, wall minutes, epochs, PublicTest accuracy single and with flip TTA, macro-F1, CPU,
+    what else ran)."""
+    recipe = SPEED_RECIPE | {"model_kwargs": None, "val_fraction": 0.1, "ema": None}
     rows = {}
     for path in sorted(Path(folder).glob("*.json")):
         r = json.loads(path.read_text())
@@ -542,7 +556,9 @@ def speedrun_table(folder) -> pd.DataFrame:
             continue
         single = r.get("test_single_crop", r["test"])
         prov = r["provenance"]
-        rows[path.stem] = {"budget min": r["config"]["budget_minutes"], "seed": r["config"]["seed"],
+        changed = {k: v for k, v in r["config"].items() if k in recipe and k != "epochs" and v != recipe[k]}
+        rows[path.stem] = {"changed": ", ".join(f"{k}={v}" for k, v in changed.items()) or "(the recipe)",
+                           "budget min": r["config"]["budget_minutes"], "seed": r["config"]["seed"],
                            "wall min": round(r["wall_seconds"] / 60, 2), "epochs": r["epochs_run"],
                            "accuracy": round(single["accuracy"], 4),
                            f"accuracy ({r['test']['tta']} TTA)": round(r["test"]["accuracy"], 4),

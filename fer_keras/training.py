@@ -332,6 +332,52 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(old)
 
 
+def data_parallel(devices: int | str | None, batch_size: int):
+    """Synchronous data-parallel training through the backend's own engine: returns (scope, record).
+
+    Build, compile and fit the model inside `scope`. devices: None or 1 (one device: a no-op scope), a count,
+    or 'all' (every accelerator, else every CPU device). JAX: keras.distribution.DataParallel; TensorFlow:
+    tf.distribute.MirroredStrategy; torch: not supported by the kit (one device; use torchrun/DDP yourself).
+    batch_size is the *global* batch, split evenly over the devices, so one epoch sees the same batches as on one
+    device and the learning rate is kept (scale it yourself, linearly, if you raise the batch with the devices:
+    Goyal et al. 2017). The record goes into the results JSON."""
+    backend = keras.backend.backend()
+    if devices in (None, 1, "1"):
+        return contextlib.nullcontext(), {"devices": 1, "engine": "none (one device)"}
+    if backend not in ("jax", "tensorflow"):
+        raise ValueError(f"--devices {devices}: data-parallel training is supported on the jax and tensorflow "
+                         f"backends, not {backend}. Fix: KERAS_BACKEND=jax or tensorflow, or train on one device.")
+    if backend == "jax":
+        found = keras.distribution.list_devices()
+        accelerators = [d for d in found if not d.lower().startswith("cpu")]
+    else:
+        import tensorflow as tf
+
+        accelerators = [d.name for d in tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")]
+        found = accelerators or [d.name for d in tf.config.list_logical_devices("CPU")]
+    found = accelerators or found
+    n = len(found) if devices == "all" else int(devices)
+    if n < 1 or n > len(found):
+        raise ValueError(f"--devices {devices}: this machine has {len(found)} {backend} device(s) "
+                         f"({', '.join(map(str, found))}). Fix: ask for at most {len(found)}, or 'all'.")
+    if batch_size % n:
+        raise ValueError(f"--batch-size {batch_size} does not split evenly over {n} devices. "
+                         f"Fix: a multiple of {n}, e.g. {n * max(1, round(batch_size / n))}.")
+    used = found[:n]
+    if backend == "jax":
+        engine = keras.distribution.DataParallel(devices=used)
+        scope, name = engine.scope(), "keras.distribution.DataParallel"
+    else:
+        import tensorflow as tf
+
+        cross = tf.distribute.ReductionToOneDevice() if not accelerators else None  # no NCCL between CPUs
+        engine = tf.distribute.MirroredStrategy(devices=used, cross_device_ops=cross)
+        scope, name = engine.scope(), "tf.distribute.MirroredStrategy"
+    return scope, {"devices": n, "device_names": [str(d) for d in used], "engine": name,
+                   "global_batch": batch_size, "per_device_batch": batch_size // n,
+                   "learning_rate_rule": "kept: the global batch is --batch-size whatever the device count"}
+
+
 def warmup_linear_decay(progress: float, warmup: float = 0.1) -> float:
     """LR multiplier at `progress` in [0, 1] of the budget: linear warm-up from 0 over the first `warmup`
     fraction, then linear decay to exactly 0 at the deadline (budgeted training, Li et al., ICLR 2020)."""

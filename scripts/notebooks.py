@@ -1,11 +1,13 @@
-"""Notebook housekeeping: strip outputs, emit exercise twins, lint headers.
+"""Notebook housekeeping: render numbers from results/, strip outputs, emit exercise twins, lint headers.
 
-    python scripts/notebooks.py build   # strip notebooks/*.ipynb, regenerate exercises/*.ipynb
+    python scripts/notebooks.py build   # render results blocks, strip notebooks/*.ipynb, regenerate exercises/
     python scripts/notebooks.py check   # exit 1 if anything is out of sync or a header is malformed
 
 Solutions are authored once, in notebooks/, between `# BEGIN SOLUTION` and `# END SOLUTION`; the twin
 in exercises/ gets a `# TODO` and `raise NotImplementedError` there. Outputs are stripped except in
-cells marked `# NBVAL_CHECK_OUTPUT` (nbval compares those, in smoke mode).
+cells marked `# NBVAL_CHECK_OUTPUT` (nbval compares those, in smoke mode). Markdown results blocks
+(`<!-- results:... -->`) are re-rendered from results/*.json (fer_keras.reporting), so `check` fails when a
+notebook's numbers and the files disagree.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from fer_keras import reporting
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER_FIELDS = ("**Builds on:**", "**New idea:**", "**Accelerator:**", "**Runtime:**", "**Last modified:**")
@@ -50,6 +54,15 @@ def strip(nb: dict) -> dict:
             if "execution_count" in out:
                 out["execution_count"] = count
     nb.get("metadata", {}).pop("widgets", None)
+    return nb
+
+
+def render_numbers(nb: dict, results_dir=None) -> dict:
+    """Copy of `nb` with every markdown results block re-rendered from the results files."""
+    nb = copy.deepcopy(nb)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown" and "<!-- results:" in (text := _source(cell)):
+            _set_source(cell, reporting.render_markdown(text, results_dir or REPO / "results"))
     return nb
 
 
@@ -92,7 +105,7 @@ def plan() -> dict[Path, str]:
     """Every file the build would write, with its content."""
     files = {}
     for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        nb = json.loads(path.read_text())
+        nb = render_numbers(json.loads(path.read_text()))
         files[path] = _dump(strip(nb))
         files[REPO / "exercises" / path.name] = _dump(exercise_twin(nb))
     return files

@@ -64,3 +64,25 @@ def test_throughput_table_puts_both_allocators_side_by_side_fastest_first():
     table = experiment.throughput_table(record, model="speed_cnn")
     assert list(table["allocator"]) == ["kit (M_TOP_PAD)", "malloc defaults"] and list(table["faces/s"]) == [400, 200]
     assert len(experiment.throughput_table(record)) == 3
+
+
+def test_speedrun_table_says_what_each_run_changed_against_the_recipe(tmp_path):
+    import json
+
+    from fer_keras import experiment
+
+    cfg = experiment.SPEED_RECIPE | {"model_kwargs": None, "val_fraction": 0.1, "ema": None, "seed": 0,
+                                     "budget_minutes": 15.0}
+    metrics = {"accuracy": 0.62, "macro_f1": 0.56, "n": 3589, "tta": "flip"}
+    run = {"config": cfg, "test": metrics, "test_single_crop": metrics | {"accuracy": 0.61, "tta": "none"},
+           "wall_seconds": 881.0, "epochs_run": 13,
+           "provenance": {"hardware": {"cpu": {"model_name": "AMD EPYC", "family": "25", "model": "1"}},
+                          "load": {"concurrent": "nothing"}}}
+    (tmp_path / "recipe.json").write_text(json.dumps(run))
+    combo = run | {"config": cfg | {"model_kwargs": {"width": 24}, "learning_rate": 4e-3, "val_fraction": 0.0}}
+    (tmp_path / "combo.json").write_text(json.dumps(combo))
+    (tmp_path / "not_a_run.json").write_text(json.dumps({"rows": {}}))
+    table = experiment.speedrun_table(tmp_path)
+    assert list(table.index) == ["combo", "recipe"] and table.loc["recipe", "changed"] == "(the recipe)"
+    assert table.loc["combo", "changed"] == "learning_rate=0.004, model_kwargs={'width': 24}, val_fraction=0.0"
+    assert table.loc["combo", "accuracy"] == 0.61 and table.loc["combo", "accuracy (flip TTA)"] == 0.62

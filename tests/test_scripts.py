@@ -134,19 +134,20 @@ def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_s
     sys.path.insert(0, str(REPO / "scripts"))
     import speedrun_ablation as ab
 
-    from fer_keras import cli
+    from fer_keras import campaign, cli
 
     parser = cli.build_parser()
-    for variant in ab.VARIANTS:  # every variant's flags parse as the CLI reads them
-        args = parser.parse_args(ab.command(variant, "6m", 0, tmp_path / "runs", tmp_path / "res")[3:])
-        assert args.step == "17_speed" and args.budget == 6 and args.results_json.endswith(f"{variant}.json")
-    assert dict(parser.parse_args(ab.command("deeper", "6m", 0, tmp_path, tmp_path)[3:]).model_arg) == {
-        "convs": [2, 2, 2]}
-    (tmp_path / "res").mkdir()
-    (tmp_path / "res" / "baseline.json").write_text("{}")
-    assert ab.main(["--results", str(tmp_path / "res"), "--only", "baseline", "ema", "--dry-run"]) == 0
+    res = tmp_path / "res"
+    for run in campaign.ablation_plan(6.0, 0):  # every variant's flags parse as the CLI reads them
+        args = parser.parse_args(campaign.command(run, res, tmp_path / "runs")[3:])
+        assert args.step == "17_speed" and args.budget == 6 and args.results_json.endswith(f"{run.name}.json")
+    deeper = campaign.ablation_plan(6.0, 0, ["deeper"])[0]
+    assert dict(parser.parse_args(campaign.command(deeper, res)[3:]).model_arg) == {"convs": [2, 2, 2]}
+    res.mkdir()
+    (res / "baseline.json").write_text(json.dumps({"test": {"accuracy": 0.5}}))
+    assert ab.main(["--results", str(res), "--only", "baseline", "ema", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("baseline: done before, skipped") and "--ema 0.99" in out[1] and len(out) == 2
+    assert out[0].startswith("baseline: done, skipped") and "--ema 0.99" in out[1] and len(out) == 2
     assert ab.main(["--only", "wider"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "wider" in err[0] and "Fix:" in err[0]

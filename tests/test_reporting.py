@@ -1,0 +1,112 @@
+"""reporting: numbers in the README and the notebooks come from results files; a stale rendering is caught."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from fer_keras import evaluation, reporting
+
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def _run(folder, name, y_true, y_pred, model="gap_cnn", minutes=20.0):
+    """A results file as train_and_evaluate writes it (the fields the renderers read)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    metrics = evaluation.classification_metrics(y_true, np.eye(7)[y_pred], CLASSES)
+    metrics |= {"y_true": evaluation.encode_classes(y_true), "y_pred": evaluation.encode_classes(y_pred)}
+    r = {"run": name, "model": model, "params": 1000, "trainable_params": 990, "flops": 2e6, "epochs_run": 4,
+         "train_seconds": 60 * minutes, "test": metrics,
+         "data": {"test_split": "PublicTest", "test_n": len(y_true)},
+         "provenance": {"hardware": {"cpu_count": 2}}}
+    path = folder / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(r))
+    return r
+
+
+@pytest.fixture()
+def two_runs(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 200)
+    before = np.where(rng.random(200) < 0.5, y, (y + 1) % 7)  # about half right
+    after = np.where(rng.random(200) < 0.8, y, (y + 1) % 7)  # about 80 % right
+    a = _run(tmp_path, "campaign/a", y, before)
+    b = _run(tmp_path, "campaign/b", y, after, model="lightresnet_l")
+    return tmp_path, a, b, evaluation.paired_test(y, before, after)
+
+
+def test_classes_encode_as_digits_and_back():
+    y = np.array([0, 6, 3, 7, 1])
+    assert evaluation.encode_classes(y) == "06371"
+    np.testing.assert_array_equal(evaluation.decode_classes("06371"), y)
+    with pytest.raises(ValueError):
+        evaluation.encode_classes([10])
+
+
+def test_paired_test_from_files_equals_the_test_on_arrays_and_refuses_other_faces(two_runs):
+    _, a, b, direct = two_runs
+    assert evaluation.paired_test_from_metrics(a["test"], b["test"]) == direct
+    other = dict(b["test"], y_true="1" * 200)
+    assert evaluation.paired_test_from_metrics(a["test"], other) is None  # not the same faces
+    assert evaluation.paired_test_from_metrics({"accuracy": 0.5}, b["test"]) is None  # an old file, no predictions
+
+
+def test_table_has_each_run_with_mcnemar_against_the_row_above_and_names_runs_not_measured(two_runs):
+    folder, a, b, direct = two_runs
+    text = reporting.render_block("table campaign/a campaign/b campaign/c", folder)
+    rows = text.splitlines()
+    assert rows[2].startswith("| `campaign/a` | gap_cnn | 990 |") and rows[2].count("|") == rows[0].count("|")
+    assert f"{100 * a['test']['accuracy']:.2f} %" in rows[2] and f"{100 * b['test']['accuracy']:.2f} %" in rows[3]
+    assert f"{direct['delta_pt']:+.2f} pt, p = {direct['p_value']:.2g}" in rows[3]
+    assert "73.45 %" in rows[3]  # the paper's number for lightresnet_l
+    assert "not measured yet" in rows[4] and "--only campaign/c" in rows[4]
+    assert "(n = 200)" in text and "`results/campaign/b.json`" in text
+
+
+def test_change_sentence_gives_both_accuracies_the_gain_and_p(two_runs):
+    folder, a, b, direct = two_runs
+    text = reporting.render_block("change campaign/a campaign/b", folder)
+    assert f"from {100 * a['test']['accuracy']:.2f} % to {100 * b['test']['accuracy']:.2f} %" in text
+    assert f"({direct['delta_pt']:+.2f} pt; exact McNemar p = {direct['p_value']:.2g} on n = 200 faces)" in text
+    assert "4 ep, 20 min against 4 ep, 20 min of training on 2 CPU cores" in text
+    missing = reporting.render_block("change campaign/a campaign/zz", folder)
+    assert missing.startswith("Not measured yet (`campaign/zz`)") and "--only campaign/zz" in missing
+
+
+def test_markdown_blocks_are_re_rendered_and_bad_directives_are_one_clear_error(two_runs):
+    folder, a, _, _ = two_runs
+    md = ("Intro.\n\n<!-- results:table campaign/a -->\n| stale | 99.99 % |\n<!-- /results -->\n\nAfter.\n")
+    out = reporting.render_markdown(md, folder)
+    assert "99.99" not in out and f"{100 * a['test']['accuracy']:.2f} %" in out
+    assert out.startswith("Intro.\n\n<!-- results:table campaign/a -->\n|") and out.endswith("<!-- /results -->\n\nAfter.\n")
+    assert reporting.render_markdown(out, folder) == out  # rendering twice changes nothing
+    with pytest.raises(ValueError, match="write 'table RUN...', 'labels RUN...'"):
+        reporting.render_markdown("<!-- results:plot x -->\n<!-- /results -->", folder)
+
+
+def test_labels_table_scores_each_labeling_on_ferplus_and_fer2013(two_runs):
+    folder, a, _, _ = two_runs
+    a["data"] |= {"label_mode": "ferplus8", "train_n": 25045}
+    a["test_on"] = {"ferplus8": {"accuracy": 0.8123, "n": 3573}, "fer2013": {"accuracy": 0.6011, "n": 3589}}
+    (folder / "campaign" / "a.json").write_text(json.dumps(a))
+    rows = reporting.render_block("labels campaign/a campaign/none", folder).splitlines()
+    assert rows[2].startswith("| `campaign/a` | ferplus8 | 25,045 | 4 ep, 20 min |")
+    assert "81.23 % (n = 3,573) | 60.11 % (n = 3,589) |" in rows[2] and "not measured yet" in rows[3]
+
+
+def test_inline_values_render_one_number_from_a_file_and_name_a_wrong_path(tmp_path):
+    (tmp_path / "compress.json").write_text(json.dumps({"exports": {"tflite int8": {"accuracy": 0.5879, "kb": 301.2}},
+                                                        "gap": -0.11, "sizes": [308428], "ms/face": {"a / b": 0.25}}))
+    md = ("int8 <!-- results:value pct compress exports::tflite int8::accuracy -->old<!-- /results --> "
+          "(<!-- results:value pt compress gap -->x<!-- /results -->), "
+          "<!-- results:value kb compress sizes::0 --><!-- /results -->.")
+    out = reporting.render_markdown(md, tmp_path)
+    assert re.findall(r"-->([^<]*)<!-- /results -->", out) == ["58.79 %", "−0.11 pt", "301 KB"]
+    assert out.startswith("int8 <!-- results:value pct") and out.endswith("<!-- /results -->.")
+    assert reporting.render_block("value f2 compress ms/face::a / b", tmp_path) == "0.25"  # slashes in keys
+    with pytest.raises(ValueError, match="has no 'exports::tflite fp16::accuracy'"):
+        reporting.render_block("value pct compress exports::tflite fp16::accuracy", tmp_path)
+    with pytest.raises(ValueError, match="FORMAT one of"):
+        reporting.render_block("value percent compress gap", tmp_path)
