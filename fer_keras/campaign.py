@@ -10,8 +10,9 @@ A run is done when its results file exists. A partial run has a resumable state:
 continues it with `train --resume`. Two kinds of run:
 - 'budget': the speed recipe's wall-clock budget (warm-up, decay to zero at the deadline). A session cut
   stops it at an epoch end; the resumed run goes on with the schedule where it was.
-- 'time': the step's own recipe and schedule (S004's, the papers'), stopped after the epoch that passes
-  `minutes` of training: equal compute for every step. A resumed run gets the minutes it has left.
+- 'time': the step's own recipe and schedule (the papers'), stopped after the epoch that passes `minutes` of
+  training: equal compute for every step. A resumed run gets the minutes it has left.
+The S004 path (01-07) runs as 'budget' runs: the step's own model and idea, the budget schedule (S004_BUDGET_FLAGS).
 """
 
 from __future__ import annotations
@@ -50,14 +51,21 @@ class PlannedRun:
         return Path(runs_dir) / self.name
 
 
+# The S004 path at one budget each: every step's own model, optimizer, batch, class weights and augmentation,
+# with the speed path's budget schedule at a peak rate of 1e-3. S004's constant 1e-4 was measured getting nowhere
+# in 20 CPU minutes: one 801 s epoch of the baseline, then 'neutral' for every face
+# (results/campaign/01_baseline_s004_lr1e-4.json).
+S004_BUDGET_FLAGS = ("--lr", "1e-3")
+
+
 def _s004(minutes: float = 20) -> list[PlannedRun]:
     steps = ("01_baseline", "02_residual", "03_cbam", "04_gap", "05_class_weights",
              "06_lr_schedule_early_stopping", "07_augmentation")
-    return [PlannedRun(f"campaign/{s}", s, minutes) for s in steps]
+    return [PlannedRun(f"campaign/{s}", s, minutes, "budget", flags=S004_BUDGET_FLAGS) for s in steps]
 
 
 # In order. Issue 16's targets first (the speed recipe, two seeds per budget), then issue 17: the S004 path at
-# one equal time each, the paper models at one equal hour each, notebook 14's four labelings.
+# one equal budget each, the paper models at one equal hour each, notebook 14's four labelings.
 PLAN: tuple[PlannedRun, ...] = tuple(
     [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16) for s in (0, 1)]
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, issue=16) for s in (0, 1)]

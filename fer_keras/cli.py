@@ -64,6 +64,26 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False, what="a 
 POSITIVE_INT = _number(int, 1, what="a whole number")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the CLI's error rule: a bad flag or value is one `error:` line (naming the flag, with a fix),
+    exit 2, instead of the usage block. Subcommands get the same class."""
+
+    def error(self, message):
+        hint = f"see `{self.prog} --help`"
+        fix = "" if "Fix:" in message else f" Fix: {hint}."
+        self.exit(2, f"error: {self.prog}: {message.rstrip('.')}.{fix}\n")
+
+
+def _label_mode(text: str) -> str:
+    """argparse type for --labels: fer2013, or a FER+ label set with an optional ':majority' / ':probability'."""
+    label_set, _, mode = str(text).partition(":")
+    if label_set not in ("fer2013", "ferplus8", "ferplus7", "ferm") or mode not in ("", "majority", "probability") \
+            or (label_set == "fer2013" and mode):
+        raise argparse.ArgumentTypeError(f"{text!r}: write fer2013, ferplus8, ferplus7 or ferm, the FER+ ones "
+                                         "optionally with :majority or :probability")
+    return text
+
+
 def _devices(text: str):
     """argparse type for --devices: a whole number >= 1 or 'all'."""
     return "all" if str(text).strip().lower() == "all" else POSITIVE_INT(text)
@@ -147,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fer_keras.experiment import STEPS
     from fer_keras.models import MODELS
 
-    parser = argparse.ArgumentParser(prog="fer-keras", description="fer-keras: facial expression recognition "
+    parser = OneLineParser(prog="fer-keras", description="fer-keras: facial expression recognition "
                                      "course kit (Keras 3).")
     parser.add_argument("--version", action="version", version=f"fer-keras {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=sorted(MODELS), help="model builder (default small_cnn)")
     train.add_argument("--data", help="'sample' (bundled; default without --step), a FER2013 CSV or its folder, "
                                       "or 'fer2013' for the full data via $FER_KERAS_DATA (default with --step)")
-    train.add_argument("--labels", help="fer2013 (default) | ferplus8 | ferplus7 | ferm, optionally "
+    train.add_argument("--labels", type=_label_mode, help="fer2013 (default) | ferplus8 | ferplus7 | ferm, optionally "
                                         "':probability' (FER+ soft labels)")
     train.add_argument("--epochs", type=POSITIVE_INT, help="default 30 (steps: 100)")
     train.add_argument("--batch-size", type=POSITIVE_INT, help="default 64")

@@ -121,6 +121,9 @@ def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
     except (UnicodeDecodeError, EOFError, OSError) as err:
         raise FerDataError(f"{path}: cannot be read as a {what} CSV ({type(err).__name__}: {err}). "
                            "Fix: check the file is a complete, uncorrupted CSV (or .csv.gz).") from err
+    except ValueError as err:  # e.g. a .zip holding several files
+        raise FerDataError(f"{path}: cannot be read as a {what} CSV ({err}). Fix: give one CSV, a .csv.gz, or a "
+                           ".zip holding exactly one CSV.") from err
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -167,11 +170,13 @@ def _parse_chunk(pixels: list[str], path, offset: int) -> np.ndarray:
         row = int(wrong[0])
         raise FerDataError(f"{path}: {_line(row + offset)}: {counts[row]} pixel values, expected {config.N_PIXELS} "
                            f"(48x48). Fix: the row is truncated or not a 48x48 face; repair or delete it.")
+    too_long = digit[3:] & digit[2:-1] & digit[1:-2] & digit[:-3]
+    if too_long.any():  # a number of 4+ digits: zero-padded ("0012") or too large; the slow path tells which
+        return _parse_rows(pixels, path, offset)
     value = d.copy()  # value of the number ending at each byte (numbers have at most 3 digits)
     value[1:] += 10 * d[:-1]
     value[2:] += 100 * d[:-2] * digit[1:-1]
-    too_long = digit[3:] & digit[2:-1] & digit[1:-2] & digit[:-3]
-    over = np.flatnonzero(end & (value > 255)) if not too_long.any() else np.flatnonzero(too_long) + 3
+    over = np.flatnonzero(end & (value > 255))
     if over.size:
         row = int(np.searchsorted(newlines, over[0]))
         start = newlines[row - 1] + 1 if row else 0
@@ -181,6 +186,19 @@ def _parse_chunk(pixels: list[str], path, offset: int) -> np.ndarray:
                            "Fix: pixels are 8-bit grey values; repair or delete that row.")
     values = value[end]
     return values.astype(np.uint8).reshape(n, config.IMAGE_SIZE, config.IMAGE_SIZE)
+
+
+def _parse_rows(pixels: list[str], path, offset: int) -> np.ndarray:
+    """parse_pixels row by row, for the rare chunk with numbers of 4+ digits (zero-padded values are fine)."""
+    out = np.empty((len(pixels), config.IMAGE_SIZE, config.IMAGE_SIZE), np.uint8)
+    for row, text in enumerate(pixels):
+        values = [int(v) for v in text.split()]  # only digits and spaces got here
+        bad = next((v for v in values if v > 255), None)
+        if bad is not None:
+            raise FerDataError(f"{path}: {_line(row + offset)}: pixel value {bad} is above 255. "
+                               "Fix: pixels are 8-bit grey values; repair or delete that row.")
+        out[row] = np.asarray(values, np.uint8).reshape(config.IMAGE_SIZE, config.IMAGE_SIZE)
+    return out
 
 
 def _int_column(df: pd.DataFrame, col: str, path: Path, n_classes: int) -> np.ndarray:
