@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 # How the model was chosen, read from its source (oarriaga/face_classification, src/train_emotion_classifier.py and

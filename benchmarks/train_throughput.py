@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 MODELS = ("speed_cnn", "tiny_cnn", "small_cnn")
 PRECISIONS = ("float32", "mixed_bfloat16")

@@ -108,9 +108,17 @@ def load_state(run: PlannedRun, results_dir, runs_dir="runs") -> tuple[Path | No
         state = folder / "state.json"
         if (folder / "run.json").is_file() and state.is_file():
             saved = json.loads(state.read_text())
-            if not saved.get("finished"):
+            if not saved.get("finished") and _same_plan(run, json.loads((folder / "run.json").read_text())):
                 return folder, saved
     return None, {}
+
+
+def _same_plan(run: PlannedRun, record: dict) -> bool:
+    """Whether a state was left by this planned run (its kind's budget and its seed), not by an older plan that
+    trained into the same folder; such a state is started over, not resumed."""
+    args = record.get("args", {})
+    budget = run.minutes if run.kind == "budget" else None
+    return args.get("budget_minutes") == budget and args.get("seed", 0) == run.seed
 
 
 def find_state(run: PlannedRun, results_dir, runs_dir="runs") -> Path | None:
@@ -208,7 +216,8 @@ def save_states(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> lis
     lines = []
     for run in plan:
         cache = config.run_state_dir(run.out_dir(runs_dir))
-        if not (cache / "state.json").is_file():
+        if not (cache / "state.json").is_file() or not (cache / "run.json").is_file() \
+                or not _same_plan(run, json.loads((cache / "run.json").read_text())):
             continue
         saved = json.loads((cache / "state.json").read_text())
         results = run.results_file(results_dir)

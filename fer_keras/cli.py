@@ -164,7 +164,7 @@ def _add_data_args(p):
 def build_parser() -> argparse.ArgumentParser:
     from fer_keras import __version__
     from fer_keras.augment import AUGMENT_LEVELS
-    from fer_keras.experiment import STEPS
+    from fer_keras.recipes import STEPS
     from fer_keras.models import MODELS
 
     parser = OneLineParser(prog="fer-keras", description="fer-keras: facial expression recognition "

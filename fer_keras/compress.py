@@ -217,6 +217,26 @@ def int8_report(keras_path, out_path, calibration: np.ndarray | None, test: data
             "latency_single_thread": lat}
 
 
+def int8_columns(int8: dict) -> dict:
+    """The table columns of an int8_report record (notebook 16, the distillation report)."""
+    return {"int8 KB": int8["kb"], "int8 accuracy": int8["accuracy"],
+            "ms/face (1 thread)": int8["latency_single_thread"]["median_ms"]}
+
+
+def record_int8(results_json, keras_path, out_path, calibration: np.ndarray | None, test: data.Split,
+                calibration_size: int = 500, runs: int = 1000, **extra) -> dict:
+    """int8_report, added to a run's results JSON as its "int8" record (with `extra`, e.g. the command) and
+    written back atomically. Returns the updated results."""
+    import json
+
+    from fer_keras import training
+
+    results = json.loads(Path(results_json).read_text())
+    results["int8"] = int8_report(keras_path, out_path, calibration, test, calibration_size, runs) | extra
+    training.atomic_write_text(results_json, json.dumps(results, indent=1))
+    return results
+
+
 def compare_exports(model_path, out_dir, split: data.Split, representative: np.ndarray | None = None,
                     calibration_size: int = 200, modes=TFLITE_MODES, latency_runs: int = 200) -> "pd.DataFrame":
     """Notebook 11's table: the Keras model and each TFLite export evaluated on the same split through

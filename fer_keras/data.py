@@ -476,9 +476,7 @@ def class_weights(y: np.ndarray, n_classes: int | None = None) -> dict[int, floa
     """Balanced class weights (scikit-learn) for integer or one-hot/soft labels -> {class: weight}."""
     from sklearn.utils.class_weight import compute_class_weight
 
-    y = np.asarray(y)
-    if y.ndim == 2:
-        y = y.argmax(axis=1)
+    y = hard_labels(y)
     present = np.unique(y)
     w = compute_class_weight("balanced", classes=present, y=y)
     out = {int(c): float(v) for c, v in zip(present, w)}
@@ -489,9 +487,7 @@ def class_weights(y: np.ndarray, n_classes: int | None = None) -> dict[int, floa
 
 def stratified_indices(y: np.ndarray, n_per_class: int, seed: int = 0) -> np.ndarray:
     """Up to `n_per_class` random indices of each class (sorted), for samples and smoke runs."""
-    y = np.asarray(y)
-    if y.ndim == 2:
-        y = y.argmax(axis=1)
+    y = hard_labels(y)
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(y == c), min(n_per_class, int(np.sum(y == c))), replace=False)
              for c in np.unique(y)]

@@ -52,9 +52,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names) -
     """accuracy, macro_f1, per_class {name: precision, recall, f1, support}, confusion_matrix, n."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-    y_true = np.asarray(y_true)
-    if y_true.ndim == 2:
-        y_true = y_true.argmax(axis=1)
+    y_true = data.hard_labels(y_true)
     labels = np.arange(len(class_names))
     y_pred = probs.argmax(axis=1)
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)

@@ -216,9 +216,9 @@ def build_vgg19(num_classes: int = 7, input_size: int = config.CROP_SIZE, channe
 RESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 
-def _resnet_features(x, depth=18, width=64, gate=None, activation="relu", stem="cifar", prefix=""):
-    """Stem + the four stages of basic blocks (strides 1,2,2,2). stem='cifar': conv3x3 stride 1, no
-    pooling (S000's ResNet18, the FER code's); 'imagenet': conv7x7 stride 2 + max-pool 3x3 stride 2."""
+def _resnet_stem(x, width=64, activation="relu", stem="cifar", prefix=""):
+    """A ResNet's stem (the stages come from _resnet_stages). stem='cifar': conv3x3 stride 1, no pooling (S000's
+    ResNet18, the FER code's); 'imagenet': conv7x7 stride 2 + max-pool 3x3 stride 2."""
     if stem == "imagenet":
         x = layers.Conv2D(width, 7, strides=2, padding="same", use_bias=False, name=f"{prefix}stem_conv")(x)
     else:
@@ -249,7 +249,7 @@ def build_resnet(depth: int = 18, num_classes: int = 7, input_size: int = config
     if depth not in RESNET_BLOCKS:
         raise ValueError(f"depth {depth}: choose 18 or 34")
     inputs, x = _stem(input_size, augment, seed, channels)
-    x = _resnet_stages(_resnet_features(x, depth, width, stem=stem), depth, width)
+    x = _resnet_stages(_resnet_stem(x, width, stem=stem), depth, width)
     x = layers.GlobalAveragePooling2D(name="gap")(layers.Identity(name="last_conv")(x))
     return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name or f"resnet{depth}")
 
@@ -291,7 +291,7 @@ def build_obsr_net(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, ch
             net = _imagenet_backbone(pretrained, input_size)
             net.trainable = not freeze_backbone
             return net(rgb)
-        return _resnet_stages(_resnet_features(x, 34, width, stem=stem, prefix=tag), 34, width, prefix=tag)
+        return _resnet_stages(_resnet_stem(x, width, stem=stem, prefix=tag), 34, width, prefix=tag)
 
     a = backbone("a_")
     if not bilinear:
@@ -320,7 +320,7 @@ def build_ca_resnet(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, d
     inputs, x = _stem(input_size, augment, seed, channels)
     if downsample > 1:
         x = layers.AveragePooling2D(downsample, name="downsample")(x)
-    x = _resnet_features(x, 18, width, activation="prelu")
+    x = _resnet_stem(x, width, activation="prelu")
     x = layers.MaxPooling2D(name="stem_pool")(MixedAttention(name="mixed_attention")(x))
     x = _resnet_stages(x, 18, width, gate=lambda: CoordinateAttention(ca_reduction), activation="prelu")
     x = layers.BatchNormalization(name="head_bn")(x)

@@ -396,12 +396,16 @@ class BudgetSchedule(keras.callbacks.Callback):
     (resume). `progress_bar` prints a bar of the time left (budget mode)."""
 
     def __init__(self, peak: float, total_steps: int | None = None, budget_seconds: float | None = None,
-                 warmup: float = 0.1, step: int = 0, elapsed: float = 0.0, progress_bar: bool = False):
+                 warmup: float = 0.1, step: int = 0, elapsed: float = 0.0, progress_bar: bool = False,
+                 tail_factor: float = 1.0):
         super().__init__()
         if (total_steps is None) == (budget_seconds is None):
             raise ValueError("BudgetSchedule needs exactly one of total_steps and budget_seconds")
         self.peak, self.total_steps, self.budget = float(peak), total_steps, budget_seconds
         self.warmup, self.step, self.elapsed, self.stopped = warmup, int(step), float(elapsed), False
+        # What still runs after the last step: the epoch's validation pass (measured at the first epoch end),
+        # and, through tail_factor, the test passes it predicts (test faces x views / validation faces).
+        self.tail, self.tail_factor, self._last_batch = 0.0, float(tail_factor), None
         self.bar = keras.utils.Progbar(round(budget_seconds), unit_name="s") if progress_bar and budget_seconds \
             else None
 
@@ -413,13 +417,16 @@ class BudgetSchedule(keras.callbacks.Callback):
         return time.perf_counter() - self._t0
 
     def progress(self) -> float:
-        return self.step / self.total_steps if self.budget is None else self.seconds() / self.budget
+        if self.budget is None:
+            return self.step / self.total_steps
+        return self.seconds() / max(self.budget - self.tail * (1 + self.tail_factor), 0.5 * self.budget)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.optimizer.learning_rate = self.peak * warmup_linear_decay(self.progress(), self.warmup)
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
+        self._last_batch = time.perf_counter()
         if self.progress() >= 1.0:
             self.model.stop_training, self.stopped = True, self.budget is not None
         if self.bar is not None and self.step % 20 == 0:
@@ -428,6 +435,8 @@ class BudgetSchedule(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.elapsed = self.seconds()
+        if self._last_batch is not None and not self.tail:  # the validation pass (and epoch-end callbacks)
+            self.tail = time.perf_counter() - self._last_batch
 
 
 def seed_states(model) -> list:

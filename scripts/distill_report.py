@@ -16,8 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from fer_keras import compress
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 # Issue 11's targets for the distilled tiny model.
 TARGETS = {"max_params": 100_000, "min_accuracy": 0.685, "max_int8_kb": 150.0, "max_int8_drop_pt": 0.5,
@@ -38,8 +39,7 @@ def student_row(run_dir: Path, results: dict, int8: dict) -> dict:
             "teacher": ", ".join(Path(t).name for t in teachers) if teachers else "none",
             "epochs": results["epochs_run"], "seed": results["config"]["seed"],
             "keras accuracy": results["test"]["accuracy"],
-            "int8 accuracy": int8["accuracy"], "int8 KB": int8["kb"],
-            "ms/face (1 thread)": int8["latency_single_thread"]["median_ms"], "run": str(run_dir)}
+            **compress.int8_columns(int8), "run": str(run_dir)}
 
 
 def check_targets(row: dict, targets: dict = TARGETS) -> dict:
@@ -71,11 +71,8 @@ def main(argv=None) -> int:
         if not results_json:
             p.error(f"--student {spec!r}: write RUN_DIR=RESULTS_JSON")
         run_dir, results_json = Path(run_dir), Path(results_json)
-        results = json.loads(results_json.read_text())
-        results["int8"] = compress.int8_report(run_dir / "model.keras", run_dir / "model_int8.tflite",
-                                               splits["Training"].x, splits["PublicTest"], args.calibration,
-                                               args.latency_runs)
-        results_json.write_text(json.dumps(results, indent=1))
+        results = compress.record_int8(results_json, run_dir / "model.keras", run_dir / "model_int8.tflite",
+                                       splits["Training"].x, splits["PublicTest"], args.calibration, args.latency_runs)
         name = results["run"]
         rows[name] = student_row(run_dir, results, results["int8"])
     students = list(rows)

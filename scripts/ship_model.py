@@ -1,7 +1,7 @@
 """Ship a trained run as the kit's default model: `.keras` + int8 `.tflite` into fer_keras/pretrained/,
 with its measured accuracy in the file's record, and the int8 numbers added to the run's results JSON.
 
-    python scripts/ship_model.py RUN_DIR RESULTS_JSON [--data fer2013] [--name fer_small_cnn]
+    python scripts/ship_model.py RUN_DIR RESULTS_JSON [--data fer2013] [--name fer_tiny_cnn]
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
@@ -22,13 +21,14 @@ def main(argv=None) -> int:
     p.add_argument("run_dir")
     p.add_argument("results_json")
     p.add_argument("--data", default="fer2013")
-    p.add_argument("--name", default="fer_small_cnn")
+    p.add_argument("--name", help="file name stem (default: fer_<model>, e.g. fer_tiny_cnn)")
     p.add_argument("--calibration", type=int, default=500)
     p.add_argument("--dest", default=str(REPO / "fer_keras" / "pretrained"),
                    help="where the shipped files go (default: the package's pretrained/, emptied first)")
     args = p.parse_args(argv)
     run = Path(args.run_dir)
     results = json.loads(Path(args.results_json).read_text())
+    args.name = args.name or f"fer_{results['model']}"
     splits = data.load_dataset(args.data, usages=["Training", "PublicTest"])
     loaded = modelfile.load_model(run / "model.keras")
     acc = results["test"]["accuracy"]
@@ -46,10 +46,10 @@ def main(argv=None) -> int:
     for old in out.glob("*"):
         old.unlink()
     keras_path = modelfile.save_model(loaded.keras_model, out / f"{args.name}.keras", meta)
-    results["int8"] = compress.int8_report(keras_path, out / f"{args.name}_int8.tflite", splits["Training"].x,
-                                           splits["PublicTest"], args.calibration) | {
-        "command": ["python", "scripts/ship_model.py"] + (argv if argv is not None else sys.argv[1:])}
-    Path(args.results_json).write_text(json.dumps(results, indent=1))
+    results = compress.record_int8(args.results_json, keras_path, out / f"{args.name}_int8.tflite",
+                                   splits["Training"].x, splits["PublicTest"], args.calibration,
+                                   command=["python", "scripts/ship_model.py"] + (argv if argv is not None
+                                                                                  else sys.argv[1:]))
     int8 = results["int8"]
     print(f"shipped {keras_path.name} ({keras_path.stat().st_size / 1024:.0f} KB, acc {acc:.4f}) and {int8['file']} "
           f"({int8['kb']:.0f} KB, int8 acc {int8['accuracy']:.4f}, {int8['latency_single_thread']['median_ms']:.3f} "

@@ -100,7 +100,8 @@ def test_every_model_builds_and_predicts_logits(name):
     small = {"width": 8} if name not in ("baseline_cnn", "residual_cnn", "cbam_cnn", "gap_cnn") else {}
     model = models.build_model(name, augment="strong", num_classes=8, **small)
     assert model.name == name and model.output_shape == (None, 8)
-    assert model.get_layer("last_conv") is not None
+    last = model.get_layer("last_conv").output.shape  # Grad-CAM's layer: a spatial map, not a vector
+    assert len(last) == 4 and last[1] >= 1 and last[2] >= 1
     size = model.input_shape[1]
     assert model.predict(faces(2, size), verbose=0).shape == (2, 8)
 

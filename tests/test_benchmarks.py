@@ -8,10 +8,15 @@ def test_input_pipeline_benchmark_runs(tmp_path):
     spec = importlib.util.spec_from_file_location("input_pipeline", REPO / "benchmarks" / "input_pipeline.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    import json
+
     result = bench.main(["--images", "256", "--batch-size", "64", "--json", str(tmp_path / "b.json")])
-    assert result["legacy_imagedatagenerator_images_per_s"] > 0
-    assert result["kit_pydataset_inmodel_augmentation_images_per_s"] > 0
-    assert (tmp_path / "b.json").is_file()
+    legacy = result["legacy_imagedatagenerator_images_per_s"]
+    kit = result["kit_pydataset_inmodel_augmentation_images_per_s"]
+    assert result["images"] == 256 and result["batch_size"] == 64 and legacy > 0 and kit > 0
+    assert result["speedup"] == round(kit / legacy, 2)  # the ratio is of the two rates it reports
+    assert json.loads((tmp_path / "b.json").read_text()) == json.loads(json.dumps(result))
+    assert result["provenance"]["hardware"]["cpu_count"] >= 1
 
 
 def _load(name):

@@ -20,9 +20,9 @@ def dirs(tmp_path, monkeypatch):
     return results, runs
 
 
-def _state(folder, epochs=3, seconds=600.0, finished=False):
+def _state(folder, epochs=3, seconds=600.0, finished=False, args=None):
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text("{}")
+    (folder / "run.json").write_text(json.dumps({"args": args or {"seed": 0}}))
     (folder / "state.json").write_text(json.dumps({"epochs_done": epochs, "train_seconds": seconds,
                                                    "finished": finished}))
     (folder / "state.weights.h5").write_bytes(b"w" * 1000)
@@ -81,7 +81,8 @@ def test_save_copies_partial_states_into_results_and_refuses_large_ones(dirs, mo
     results, runs = dirs
     _state(config.run_state_dir(PLAN[1].out_dir(runs)))
     _state(config.run_state_dir(PLAN[2].out_dir(runs)), finished=True)  # finished: nothing to save
-    _state(config.run_state_dir(PLAN[0].out_dir(runs)))  # cut by a session's end: results, but not done
+    _state(config.run_state_dir(PLAN[0].out_dir(runs)),  # cut by a session's end: results, but not done
+           args={"seed": 0, "budget_minutes": 15})
     (results / "speedrun" / "b15.json").write_text(json.dumps({"test": {"accuracy": 0.5}, "epochs_run": 3,
                                                                "stopped_by_time_limit": True}))
     lines = campaign.save_states(PLAN, results, runs)
@@ -116,3 +117,15 @@ def test_a_time_run_cut_by_its_own_minutes_is_done_and_a_session_cut_is_not():
     assert not campaign.complete(timed, cut, {"train_seconds": 12 * 60})  # the session ended first
     assert not campaign.complete(budget, cut, {"train_seconds": 14 * 60})  # a budget run goes on to its deadline
     assert campaign.complete(budget, {"stopped_by_time_limit": False}, {})
+
+
+def test_a_state_left_by_another_plan_is_started_over_not_resumed(dirs):
+    results, runs = dirs
+    budget_run = campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20, "budget")
+    cache = _state(config.run_state_dir(budget_run.out_dir(runs)))  # an older 'time' run (no budget) left it
+    assert campaign.find_state(budget_run, results, runs) is None
+    assert campaign.find_state(PLAN[1], results, runs) == cache  # the 'time' run it was
+    (cache / "run.json").write_text(json.dumps({"args": {"seed": 0, "budget_minutes": 20}}))
+    assert campaign.find_state(budget_run, results, runs) == cache
+    assert campaign.find_state(campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20, "budget", seed=1),
+                               results, runs) is None

@@ -149,7 +149,7 @@ def test_compare_exports_table(tmp_path, saved_small, sample):
     assert table.loc["keras", "Δ acc vs keras (pt)"] == 0
     assert abs(table.loc["tflite float32", "accuracy"] - table.loc["keras", "accuracy"]) < 0.01
     assert table.loc["tflite int8", "size (KB)"] < table.loc["tflite float32", "size (KB)"]
-    assert (table["ms/face"] > 0).all()
+    assert ((table["ms/face"] > 0) & (table["ms/face"] < 100)).all()  # an 8-wide CNN: well under 100 ms a face
 
 
 def test_int8_report_matches_the_compare_table(tmp_path, saved_small, sample):

@@ -67,7 +67,8 @@ def test_soft_labels_compile_and_fit(tiny_split):
     model = models.build_small_cnn(width=8, augment="none")
     training.compile_model(model, soft_labels=True)
     history = training.fit(model, data.Split(tiny_split.x, soft, tiny_split.rows), None, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+    target_entropy = float(-(soft * np.log(soft)).sum(axis=1).mean())  # cross-entropy can never be below it
+    assert target_entropy < history.history["loss"][0] < 10
     with pytest.raises(ValueError, match="optimizer"):
         training.compile_model(model, optimizer="rmsprop")
 

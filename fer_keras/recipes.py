@@ -1,0 +1,111 @@
+"""Every notebook's recipe as data: the named training configurations (keyword arguments of
+`experiment.train_and_evaluate`) and `step_config`, which picks a step's full or smoke version. What a paper
+leaves unstated is chosen and said so here. No TensorFlow or Keras import: the CLI reads the step names from here.
+"""
+
+from __future__ import annotations
+
+from fer_keras import config
+
+# The S004 path (notebooks 01-07): S004's recipe (Adam 1e-4, batch 64, 100 epochs, rotation/flip/shift
+# augmentation), then one idea per step on top of the previous one.
+S004_RECIPE = {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 64, "epochs": 100, "augment": "basic"}
+S004_STEPS = {
+    "01_baseline": {"model": "baseline_cnn"},
+    "02_residual": {"model": "residual_cnn"},
+    "03_cbam": {"model": "cbam_cnn"},
+    "04_gap": {"model": "gap_cnn"},
+    "05_class_weights": {"model": "gap_cnn", "class_weights": True},
+    "06_lr_schedule_early_stopping": {"model": "gap_cnn", "class_weights": True, "reduce_lr_patience": 5,
+                                      "early_stopping_patience": 15},
+    "07_augmentation": {"model": "gap_cnn", "class_weights": True, "reduce_lr_patience": 5,
+                        "early_stopping_patience": 15, "augment": "strong"},
+}
+# The papers' recipes (notebooks 08-10); what a paper leaves unstated is chosen and said so here.
+# S000 (lightResNets, VGG19, ResNet18): SGD momentum 0.9, L2 5e-4 (Keras' decoupled decay, equal to L2
+# for plain SGD, close with momentum), lr 0.01 then x0.9 every 5 epochs from epoch 80, batch 128, 200
+# epochs, rotation/flip/brightness/contrast, 44x44 random crops, ten-crop test.
+S000_RECIPE = {"optimizer": "sgd", "learning_rate": 0.01, "weight_decay": 5e-4, "lr_schedule": "s000_step",
+               "batch_size": 128, "epochs": 200, "augment": "full", "tta": "ten_crop"}
+# S001 (OBSR-Net): AdamW + GC, lr 1e-4, batch 16, 200 epochs; weight decay and augmentation are not
+# stated (1e-4, flip/rotation/shift chosen); random init (no ImageNet weights offline).
+S001_RECIPE = {"optimizer": "adamw_gc", "learning_rate": 1e-4, "weight_decay": 1e-4, "batch_size": 16,
+               "epochs": 200, "augment": "basic"}
+# S002 (CA-ResNet): Adam lr 1e-3, weight decay 5e-4 (decoupled here, L2 in PyTorch's Adam), cosine decay,
+# batch 128, 300 epochs, early stopping after 10 epochs without a lower validation loss, focal loss
+# (alpha 0.25, gamma 2: S002 gives only ranges).
+S002_RECIPE = {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 5e-4, "lr_schedule": "cosine",
+               "batch_size": 128, "epochs": 300, "early_stopping_patience": 10, "loss": "focal",
+               "augment": "full"}
+PAPER_RUNS = {
+    "08_lightresnet_l": S000_RECIPE | {"model": "lightresnet_l"},
+    "08_lightresnet_m": S000_RECIPE | {"model": "lightresnet_m"},
+    "08_vgg19": S000_RECIPE | {"model": "vgg19"},
+    "08_resnet18": S000_RECIPE | {"model": "resnet18"},
+    "09_resnet34": S001_RECIPE | {"model": "resnet34", "optimizer": "adamw"},
+    "09_bilinear": S001_RECIPE | {"model": "obsr_net", "optimizer": "adamw"},
+    "09_bilinear_gc": S001_RECIPE | {"model": "obsr_net"},
+    "10_ca_resnet_ce": S002_RECIPE | {"model": "ca_resnet", "loss": "crossentropy"},
+    "10_ca_resnet_focal": S002_RECIPE | {"model": "ca_resnet"},
+}
+# Notebook 14: one model and recipe (the S004 path's last step), four labelings of the same faces.
+# Each is also scored on the FER+ majority and the FER2013 labels of the same test split (classes by name).
+_BOTH = {"cross_label_tests": ("ferplus8", "fer2013")}
+LABEL_RUNS = {
+    "14_fer2013": {"label_mode": "fer2013"} | _BOTH,
+    "14_ferplus_majority": {"label_mode": "ferplus8"} | _BOTH,
+    "14_ferplus_probability": {"label_mode": "ferplus8:probability"} | _BOTH,
+    "14_ferm": {"label_mode": "ferm"} | _BOTH,
+}
+# Notebook 16: the tiny model alone and distilled from teachers (passed as `teachers=[...]` to run_step).
+DISTILL_RECIPE = {"model": "tiny_cnn", "optimizer": "adam", "learning_rate": 1e-3, "batch_size": 64, "epochs": 60,
+                  "augment": "basic", "reduce_lr_patience": 5}
+DISTILL_RUNS = {"16_tiny_alone": {}, "16_tiny_distilled": {"distill_alpha": 0.1, "distill_temperature": 4.0}}
+# Notebook 17: the CPU speed recipe (benchmarks/README.md, results/speedrun/). A budget schedule (warm-up, then
+# linear decay to zero at the deadline); give `--budget 15m` for a wall-clock budget, else it runs `epochs`.
+SPEED_RECIPE = {"model": "speed_cnn", "optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05,
+                "batch_size": 128, "label_smoothing": 0.1, "augment": "basic", "tta": "flip", "lr_schedule": "budget",
+                "warmup": 0.1, "epochs": 10}
+SPEED_RUNS = {"17_speed": {}}
+STEPS = S004_STEPS | PAPER_RUNS | LABEL_RUNS | DISTILL_RUNS | SPEED_RUNS
+# Smoke mode: same code path on the bundled sample, sizes shrunk (paper models at a quarter width).
+SMOKE = {"source": "sample", "epochs": 1, "batch_size": 32}
+SMOKE_PAPER = SMOKE | {"model_kwargs": {"width": 16}}
+SMOKE_LABELS = SMOKE | {"model": "small_cnn", "epochs": 2, "learning_rate": 1e-3}
+
+
+# CK+ (notebook 14): S000's CK+ recipe: SGD momentum 0.9, L2 5e-4, lr 0.01 then x0.8 every epoch from
+# epoch 20, 60 epochs, batch 32 (the thesis's; its code used 128).
+CKPLUS_RECIPE = {"learning_rate": 0.01, "epochs": 60, "batch_size": 32, "weight_decay": 5e-4, "augment": "full",
+                 "decay_start": 20, "decay_factor": 0.8}
+
+
+def step_config(step: str, mode: str | None = None, **overrides) -> dict:
+    """Keyword arguments of `train_and_evaluate` for a step (S004_STEPS or PAPER_RUNS) in 'smoke' or
+    'full' mode."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; choose one of {', '.join(STEPS)}")
+    mode = mode or config.run_mode()
+    if step in S004_STEPS:
+        kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS[step]
+        smoke = SMOKE
+    elif step in DISTILL_RUNS:
+        kwargs = {"source": "fer2013"} | DISTILL_RECIPE | DISTILL_RUNS[step]
+        smoke = SMOKE | {"epochs": 2}
+    elif step in SPEED_RUNS:
+        kwargs = {"source": "fer2013"} | SPEED_RECIPE | SPEED_RUNS[step]
+        smoke = SMOKE | {"epochs": 2, "batch_size": 32}
+    elif step in LABEL_RUNS:
+        kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS["07_augmentation"] | LABEL_RUNS[step]
+        smoke = SMOKE_LABELS
+    else:
+        kwargs = {"source": "fer2013"} | PAPER_RUNS[step]
+        smoke = SMOKE_PAPER
+    if mode == "smoke":
+        kwargs |= smoke
+    return kwargs | overrides
+
+
+def distils(step: str | None) -> bool:
+    """True for a notebook step that trains a student from teachers (16_tiny_distilled)."""
+    return "distill_alpha" in DISTILL_RUNS.get(step or "", {})
