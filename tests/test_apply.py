@@ -1,14 +1,11 @@
 """Faces in photos: reading any image safely, detection, the predict CLI, video, the web demo, and a corpus
-of >= 30 malformed or hostile files that must each give a clear message (no crash, bounded memory)."""
+of >= 30 malformed or hostile files (tests/hostile_corpus.py) that must each give a clear message (no crash, bounded memory)."""
 
-import io
 import json
 import resource
-import struct
 import threading
 import urllib.error
 import urllib.request
-import zlib
 from pathlib import Path
 
 import keras
@@ -16,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import hostile_corpus
 from fer_keras import apply, cli, data, modelfile, models, webdemo
 
 
@@ -37,72 +35,8 @@ def photo():
     return img
 
 
-def _png_with_size(width, height) -> bytes:
-    """A PNG whose header claims width x height (tiny body): decoding it would need ~width*height bytes."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
-
-
-def _save(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def bad_corpus(folder, photo):
-    """name -> path of >= 30 malformed, hostile or odd files."""
-    rgb = Image.fromarray(photo).convert("RGB")
-    jpeg = _save(rgb, "JPEG")
-    png = _save(rgb, "PNG")
-    files = {
-        "zero_bytes.jpg": b"",
-        "truncated.jpg": jpeg[: len(jpeg) // 3],
-        "truncated.png": png[: len(png) // 2],
-        "header_only.jpg": jpeg[:20],
-        "random_bytes.jpg": np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
-        "pdf_renamed.jpg": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n",
-        "html_renamed.png": b"<html><body>not an image</body></html>",
-        "text.webp": b"just some text\n" * 20,
-        "huge_20k.png": _png_with_size(20000, 20000),
-        "wide_100k.png": _png_with_size(100000, 1000),
-        "one_pixel.png": _save(Image.new("L", (1, 1)), "PNG"),
-        "tiny_8x8.png": _save(Image.new("L", (8, 8)), "PNG"),
-        "blank.png": _save(Image.new("L", (300, 300), 200), "PNG"),
-        "noise.png": _save(Image.fromarray(np.random.default_rng(1).integers(0, 256, (200, 200), dtype=np.uint8)), "PNG"),
-        "cmyk.jpg": _save(rgb.convert("CMYK"), "JPEG"),
-        "grey16.png": _save(Image.fromarray((photo.astype(np.uint16) * 257)), "PNG"),
-        "rgba.png": _save(rgb.convert("RGBA"), "PNG"),
-        "palette.png": _save(rgb.convert("P"), "PNG"),
-        "la.png": _save(rgb.convert("LA"), "PNG"),
-        "grey.jpg": _save(rgb.convert("L"), "JPEG"),
-        "photo.bmp": _save(rgb, "BMP"),
-        "photo.tiff": _save(rgb, "TIFF"),
-        "photo.webp": _save(rgb, "WEBP"),
-        "photo.gif": _save(rgb.convert("P"), "GIF"),
-        "animated.gif": _save(rgb.convert("P"), "GIF", save_all=True,
-                              append_images=[Image.new("P", rgb.size, 3)] * 3, duration=50, loop=0),
-        "jpeg_named.png": jpeg,
-        "png_named.jpg": png,
-        "bad_crc.png": png[:33] + bytes([png[33] ^ 0xFF]) + png[34:],
-        "garbage_after_header.png": png[:16] + b"\x00" * 200,
-        "very_wide_strip.png": _save(Image.new("L", (4000, 20), 90), "PNG"),
-        "mp4_renamed.jpg": b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100,
-        "zip_renamed.png": b"PK\x03\x04" + b"\x00" * 100,
-    }
-    paths = {}
-    for name, payload in files.items():
-        (folder / name).write_bytes(payload)
-        paths[name] = folder / name
-    paths["missing.jpg"] = folder / "does_not_exist.jpg"
-    (folder / "a_folder.png").mkdir()
-    paths["a_folder.png"] = folder / "a_folder.png"
-    return paths
-
-
 def test_bad_input_corpus_gives_clear_messages_and_bounded_memory(tmp_path, photo, model_path):
-    corpus = bad_corpus(tmp_path, photo)
+    corpus = hostile_corpus.write_images(tmp_path, photo)  # the image part of issue 19's corpus
     assert len(corpus) >= 30
     recognizer = apply.Recognizer(model_path)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -190,7 +124,7 @@ def server(model_path):
 def test_web_demo_over_http(server, photo):
     page = urllib.request.urlopen(server + "/").read().decode()
     assert 'id="file"' in page and "getUserMedia" in page and "tiny.keras" in page
-    body = _save(Image.fromarray(photo), "PNG")
+    body = hostile_corpus.encode(Image.fromarray(photo), "PNG")
     reply = json.loads(urllib.request.urlopen(urllib.request.Request(server + "/api/predict", data=body)).read())
     assert len(reply["faces"]) == 1 and reply["image"].startswith("data:image/png;base64,")
     with pytest.raises(urllib.error.HTTPError) as err:
