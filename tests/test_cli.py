@@ -58,8 +58,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "Traceback" not in err and "bad.csv" in err
     assert cli.main(["evaluate", str(tmp_path / "none.keras")]) == 2
     assert "model file not found" in capsys.readouterr().err
-    assert cli.main(["train", "--labels", "emotions", "--epochs", "1", "--out", str(tmp_path / "x")]) == 2
-    assert "label mode" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # refused by the flag's own check, before any work
+        cli.main(["train", "--labels", "emotions", "--epochs", "1", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "--labels" in err[0] and "ferplus8" in err[0]
+    assert not (tmp_path / "x").exists()
 
 
 def test_info_lists_sample(capsys):
