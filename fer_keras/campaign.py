@@ -105,12 +105,20 @@ def load_state(run: PlannedRun, results_dir, runs_dir="runs") -> tuple[Path | No
     """The run's resumable state folder (run.json and state.json, not finished) and its state.json: the cache
     first, then a copy committed under results/state/<name>/. (None, {}) when there is none."""
     for folder in (config.run_state_dir(run.out_dir(runs_dir)), Path(results_dir) / STATE_DIR / run.name):
-        state = folder / "state.json"
-        if (folder / "run.json").is_file() and state.is_file():
-            saved = json.loads(state.read_text())
-            if not saved.get("finished") and _same_plan(run, json.loads((folder / "run.json").read_text())):
-                return folder, saved
+        saved = _unfinished_state(folder, run)
+        if saved is not None:
+            return folder, saved
     return None, {}
+
+
+def _unfinished_state(folder: Path, run: PlannedRun) -> dict | None:
+    """state.json of `folder` when it holds an unfinished state left by this planned run, else None."""
+    if not ((folder / "run.json").is_file() and (folder / "state.json").is_file()):
+        return None
+    saved = json.loads((folder / "state.json").read_text())
+    if saved.get("finished") or not _same_plan(run, json.loads((folder / "run.json").read_text())):
+        return None
+    return saved
 
 
 def _same_plan(run: PlannedRun, record: dict) -> bool:
@@ -216,12 +224,9 @@ def save_states(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> lis
     lines = []
     for run in plan:
         cache = config.run_state_dir(run.out_dir(runs_dir))
-        if not (cache / "state.json").is_file() or not (cache / "run.json").is_file() \
-                or not _same_plan(run, json.loads((cache / "run.json").read_text())):
-            continue
-        saved = json.loads((cache / "state.json").read_text())
+        saved = _unfinished_state(cache, run)
         results = run.results_file(results_dir)
-        if saved.get("finished") or (results.is_file() and complete(run, json.loads(results.read_text()), saved)):
+        if saved is None or (results.is_file() and complete(run, json.loads(results.read_text()), saved)):
             continue
         size = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) / 2 ** 20
         if size > COMMIT_LIMIT_MB:

@@ -76,11 +76,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 def _label_mode(text: str) -> str:
     """argparse type for --labels: fer2013, or a FER+ label set with an optional ':majority' / ':probability'."""
+    from fer_keras import config
+
+    ferplus = tuple(config.CONTEMPT_MERGE)  # the FER+ label sets, as data.load_dataset reads them
     label_set, _, mode = str(text).partition(":")
-    if label_set not in ("fer2013", "ferplus8", "ferplus7", "ferm") or mode not in ("", "majority", "probability") \
-            or (label_set == "fer2013" and mode):
-        raise argparse.ArgumentTypeError(f"{text!r}: write fer2013, ferplus8, ferplus7 or ferm, the FER+ ones "
-                                         "optionally with :majority or :probability")
+    if not (label_set == "fer2013" and not mode or label_set in ferplus and mode in ("", "majority", "probability")):
+        raise argparse.ArgumentTypeError(f"{text!r}: write fer2013, {', '.join(ferplus[:-1])} or {ferplus[-1]}, the "
+                                         "FER+ ones optionally with :majority or :probability")
     return text
 
 

@@ -193,7 +193,8 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
         **extra,
     }
     results["wall_seconds"] = round(time.perf_counter() - wall_start, 2)  # start-up + load + train + save + test
-    # Where this session's wall time went (a budget run's reserve for saving and testing is 2 % + 10 s).
+    # Where this session's wall time went (a budget run reserves 2 % + 10 s, and the BudgetSchedule's measured
+    # validation and predicted test time, for what follows training).
     results["phase_seconds"] = {"start_up_and_load": round(start - wall_start, 2), "train": round(train_seconds, 2),
                                 "save_and_test": round(time.perf_counter() - trained_at, 2)}
     if budget_minutes:
@@ -451,7 +452,7 @@ def speedrun_table(folder) -> pd.DataFrame:
     """Notebook 17's table from results/speedrun/*.json: one row per budget run (what it changed against the
     speed recipe, budget, seed, wall minutes, epochs, PublicTest accuracy single and with flip TTA, macro-F1, CPU,
     what else ran)."""
-    recipe = SPEED_RECIPE | {"model_kwargs": None, "val_fraction": 0.1, "ema": None}
+    recipe = _TRAIN_DEFAULTS | step_config("17_speed", "full")
     rows = {}
     for path in sorted(Path(folder).glob("*.json")):
         r = json.loads(path.read_text())
@@ -459,7 +460,8 @@ def speedrun_table(folder) -> pd.DataFrame:
             continue
         single = r.get("test_single_crop", r["test"])
         prov = r["provenance"]
-        changed = {k: v for k, v in r["config"].items() if k in recipe and k != "epochs" and v != recipe[k]}
+        changed = {k: v for k, v in r["config"].items()
+                   if k in recipe and k not in ("epochs", "seed", "budget_minutes") and v != recipe[k]}
         rows[path.stem] = {"changed": ", ".join(f"{k}={v}" for k, v in changed.items()) or "(the recipe)",
                            "budget min": r["config"]["budget_minutes"], "seed": r["config"]["seed"],
                            "wall min": round(r["wall_seconds"] / 60, 2), "epochs": r["epochs_run"],

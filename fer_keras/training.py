@@ -354,8 +354,8 @@ def data_parallel(devices: int | str | None, batch_size: int):
         import tensorflow as tf
 
         accelerators = [d.name for d in tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")]
-        found = accelerators or [d.name for d in tf.config.list_logical_devices("CPU")]
-    found = accelerators or found
+        found = [d.name for d in tf.config.list_logical_devices("CPU")]
+    found = accelerators or found  # every accelerator, else every CPU device
     n = len(found) if devices == "all" else int(devices)
     if n < 1 or n > len(found):
         raise ValueError(f"--devices {devices}: this machine has {len(found)} {backend} device(s) "

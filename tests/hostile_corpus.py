@@ -93,9 +93,10 @@ def image_payloads(photo: np.ndarray) -> dict[str, bytes]:
 
 
 def _exif_rotated(rgb: Image.Image) -> bytes:
-    """The photo stored sideways with EXIF orientation 6 (a phone held upright)."""
+    """The photo stored turned 90° counter-clockwise with EXIF orientation 8 (rotate 90° clockwise to view), as a
+    phone writes it: read upright only if the orientation is applied."""
     exif = Image.Exif()
-    exif[0x0112] = 8  # rotate 90 CW to view: the stored pixels are the upright photo turned 90 CCW... undone
+    exif[0x0112] = 8
     return encode(rgb.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif.tobytes())
 
 
