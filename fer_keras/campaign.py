@@ -12,7 +12,8 @@ continues it with `train --resume`. Two kinds of run:
   stops it at an epoch end; the resumed run goes on with the schedule where it was.
 - 'time': the step's own recipe and schedule (the papers'), stopped after the epoch that passes `minutes` of
   training: equal compute for every step. A resumed run gets the minutes it has left.
-The S004 path (01-07) runs as 'budget' runs: the step's own model and idea, the budget schedule (S004_BUDGET_FLAGS).
+The S004 path (01-07) runs as 'budget' runs: the step's own model and idea, the budget schedule (S004_BUDGET_FLAGS),
+at S004's width and again at width 16 (S004_CPU_WIDTH), where the ideas get enough epochs to be told apart.
 """
 
 from __future__ import annotations
@@ -58,10 +59,18 @@ class PlannedRun:
 S004_BUDGET_FLAGS = ("--lr", "1e-3")
 
 
-def _s004(minutes: float = 20) -> list[PlannedRun]:
-    steps = ("01_baseline", "02_residual", "03_cbam", "04_gap", "05_class_weights",
-             "06_lr_schedule_early_stopping", "07_augmentation")
-    return [PlannedRun(f"campaign/{s}", s, minutes, "budget", flags=S004_BUDGET_FLAGS) for s in steps]
+S004_STEP_NAMES = ("01_baseline", "02_residual", "03_cbam", "04_gap", "05_class_weights",
+                   "06_lr_schedule_early_stopping", "07_augmentation")
+# S004's models at full width (64) reach about one epoch in 20 minutes of this CPU (measured: 01-04), too few to
+# tell the ideas apart; the same designs at width 16 (`width` of the S004 builders: about a sixteenth of the
+# FLOPs) get many more.
+S004_CPU_WIDTH = 16
+
+
+def _s004(minutes: float = 20, width: int | None = None) -> list[PlannedRun]:
+    folder, flags = ("campaign", S004_BUDGET_FLAGS) if width is None else \
+        (f"campaign/s004_w{width}", S004_BUDGET_FLAGS + ("--model-arg", f"width={width}"))
+    return [PlannedRun(f"{folder}/{s}", s, minutes, "budget", flags=flags) for s in S004_STEP_NAMES]
 
 
 # In order. Issue 16's targets first (the speed recipe, two seeds per budget), then issue 17: the S004 path at
@@ -70,6 +79,7 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16) for s in (0, 1)]
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, issue=16) for s in (0, 1)]
     + _s004(20)
+    + _s004(20, S004_CPU_WIDTH)
     + [PlannedRun(f"campaign/{s}", s, 60) for s in ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18",
                                                       "08_vgg19", "09_bilinear_gc", "10_ca_resnet_ce",
                                                       "10_ca_resnet_focal")]

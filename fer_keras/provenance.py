@@ -25,6 +25,17 @@ def git_commit(folder: str | os.PathLike | None = None) -> str | None:
         return os.environ.get("FER_KERAS_COMMIT")
 
 
+def sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (a model a result started from, so the number names exactly which file)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def hardware() -> dict:
     """CPU, core count and accelerators visible to the Keras backend."""
     import keras

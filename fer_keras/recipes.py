@@ -5,7 +5,110 @@ leaves unstated is chosen and said so here. No TensorFlow or Keras import: the C
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
 from fer_keras import config
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run: two runs with equal RunConfigs are the same run (the run
+    cache and `--resume` compare them with `==`). What may change between the sessions of one run (verbosity,
+    the command line, a session's time limit or devices) is not here: `train_and_evaluate` takes it apart.
+
+    input_size None: the builder's default (48, or 44 crops for S000's models). model_kwargs go to the
+    builder (e.g. {"width": 16}). lr_schedule: None, 'cosine' (decay to 0 over all steps), 's000_step' or
+    'budget' (warm-up over the first `warmup` fraction, then linear decay to 0: Li et al. 2020).
+    tta: how 'test' is scored; models with crops also get 'test_ten_crop'.
+    teachers: .keras paths -> knowledge distillation (training.Distiller, alpha / temperature); the
+    student `model` is what gets saved and tested. precompute_teachers: the teachers' logits are computed once
+    before training (training.teacher_logits) instead of at every step; the same signal for a student that sees
+    whole 48-pixel faces, refused for a cropping student and with class weights.
+    budget_minutes: a wall-clock budget for the whole run (loading, training, testing) instead of an epoch
+    count: the 'budget' schedule runs over the time left and training stops at the deadline.
+    precision: 'auto' (mixed_bfloat16 where the CPU has native bf16, else float32), 'float32',
+    'mixed_bfloat16'; the saved model is float32 either way. val_fraction 0: no validation slice.
+    cross_label_tests: label sets (e.g. ('ferplus8', 'fer2013')) to score the model on as well, on the same
+    test split, classes matched by name (evaluation.cross_label_metrics): results['test_on'][label_set].
+    """
+
+    model: str = "small_cnn"
+    source: str = "sample"
+    label_mode: str = "fer2013"
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    augment: str = "basic"
+    class_weights: bool = False
+    reduce_lr_patience: int | None = None
+    early_stopping_patience: int | None = None
+    val_fraction: float = 0.1
+    test_split: str = "PublicTest"
+    seed: int = 0
+    input_size: int | None = None
+    tta: str = "none"
+    out_dir: str = "runs/quickstart"
+    weight_decay: float | None = None
+    model_kwargs: dict | None = None
+    loss: str = "crossentropy"
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    lr_schedule: str | None = None
+    teachers: list | None = None
+    distill_alpha: float = 0.1
+    distill_temperature: float = 4.0
+    precompute_teachers: bool = False
+    budget_minutes: float | None = None
+    precision: str = "auto"
+    label_smoothing: float = 0.0
+    ema: float | None = None
+    warmup: float = 0.1
+    cross_label_tests: tuple | None = field(default=None)
+
+    # results['config'] leaves out what results['data'] and the run's own keys already say.
+    _NOT_RECORDED = ("model", "source", "label_mode", "test_split", "out_dir")
+
+    def __post_init__(self):
+        if self.precompute_teachers and self.class_weights:
+            raise ValueError("precomputed teacher logits and class weights do not combine; drop one of them.")
+
+    def key(self) -> dict:
+        """Every field as plain JSON values (paths as strings, tuples as lists): the run's identity in run.json."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+    def same_key(self, saved: dict) -> bool:
+        """Whether a run.json's `args` (key() of an earlier session, maybe of an older version) name this run; a
+        setting the older file lacks counts as its default, one this version no longer has makes it another run."""
+        try:
+            return RunConfig(**saved).key() == self.key()
+        except TypeError:
+            return False
+
+    def record(self) -> dict:
+        """results['config']: the training settings as JSON values (distillation's only when distilling)."""
+        out = {k: v for k, v in self.key().items() if k not in self._NOT_RECORDED}
+        out["class_weights"] = bool(self.class_weights)
+        if not self.teachers:
+            for k in ("teachers", "distill_alpha", "distill_temperature", "precompute_teachers"):
+                del out[k]
+        if not self.cross_label_tests:
+            del out["cross_label_tests"]
+        return out
+
+    def matches(self, results: dict) -> bool:
+        """True when a saved results JSON was made with this configuration (out_dir aside). A setting that an
+        older file does not record counts as its default, so a new setting does not invalidate old runs."""
+        dat = results.get("data", {})
+        if (results.get("model"), dat.get("source"), dat.get("label_mode"), dat.get("test_split")) != (
+                self.model, str(self.source), self.label_mode, self.test_split):
+            return False
+        mine, default = self.record(), RunConfig().key()
+        saved = json.loads(json.dumps(results.get("config", {}), default=str))
+        return all(saved.get(k, default.get(k)) == v for k, v in mine.items()) and saved.keys() <= mine.keys()
+
 
 # The S004 path (notebooks 01-07): S004's recipe (Adam 1e-4, batch 64, 100 epochs, rotation/flip/shift
 # augmentation), then one idea per step on top of the previous one.

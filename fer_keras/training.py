@@ -189,12 +189,16 @@ class Distiller(keras.Model):
     """Knowledge distillation as a Keras 3 Model (any backend): `fit` trains `student` on
     distillation_loss against the frozen `teachers` (one model or a list, logits averaged); predict and
     evaluate run the student. Save `distiller.student`, not the Distiller. Teachers must take the same
-    input as the student (same size; wrap them otherwise)."""
+    input as the student (same size; wrap them otherwise).
 
-    def __init__(self, student, teachers, alpha: float = 0.1, temperature: float = 4.0, **kwargs):
+    teachers None: the teachers' logits were computed once (teacher_logits) and come packed in y, as
+    pack_targets(labels, logits) makes them, so no teacher runs during training."""
+
+    def __init__(self, student, teachers=None, alpha: float = 0.1, temperature: float = 4.0, **kwargs):
         super().__init__(**kwargs)
         self.student = student
-        self.teachers = list(teachers) if isinstance(teachers, (list, tuple)) else [teachers]
+        self.teachers = [] if teachers is None else list(teachers) if isinstance(teachers, (list, tuple)) \
+            else [teachers]
         for t in self.teachers:
             t.trainable = False
         self.alpha, self.temperature = float(alpha), float(temperature)
@@ -206,12 +210,36 @@ class Distiller(keras.Model):
         logits = [t(x, training=False) for t in self.teachers]
         return logits[0] if len(logits) == 1 else keras.ops.mean(keras.ops.stack(logits), axis=0)
 
+    def _labels_and_logits(self, x, y):
+        if self.teachers:
+            return y, self.teacher_logits(x)
+        return keras.ops.cast(y[:, 0], "int32"), y[:, 1:]  # pack_targets' layout
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        per_sample = distillation_loss(y, y_pred, keras.ops.stop_gradient(self.teacher_logits(x)), self.alpha,
+        labels, logits = self._labels_and_logits(x, y)
+        per_sample = distillation_loss(labels, y_pred, keras.ops.stop_gradient(logits), self.alpha,
                                        self.temperature)
         if sample_weight is not None:
             per_sample = per_sample * sample_weight
         return keras.ops.mean(per_sample)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels = y if self.teachers else keras.ops.cast(y[:, 0], "int32")
+        return super().compute_metrics(x, labels, y_pred, sample_weight)
+
+
+def teacher_logits(teachers, x: np.ndarray, crop: int | None = None, batch_size: int = 256) -> np.ndarray:
+    """The teachers' averaged logits, float32 (N, C), for faces x (uint8 (N, 48, 48); centre-cropped to `crop`):
+    computed once, so a student distils from them without running the teachers at every step. The same signal
+    as Distiller with teachers for a student that sees whole faces: augmentation is inside the student, so the
+    teachers see the plain faces either way (a cropping student's random crops are where the two differ)."""
+    batches = FaceBatches(x, None, batch_size, crop=crop)
+    return np.mean([np.asarray(t.predict(batches, verbose=0), np.float32) for t in teachers], axis=0)
+
+
+def pack_targets(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """y for a Distiller without teachers: float32 (N, 1 + C), the integer label, then the teachers' logits."""
+    return np.concatenate([np.asarray(labels, np.float32)[:, None], np.asarray(logits, np.float32)], axis=1)
 
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
@@ -397,15 +425,17 @@ class BudgetSchedule(keras.callbacks.Callback):
 
     def __init__(self, peak: float, total_steps: int | None = None, budget_seconds: float | None = None,
                  warmup: float = 0.1, step: int = 0, elapsed: float = 0.0, progress_bar: bool = False,
-                 tail_factor: float = 1.0):
+                 tail_factor: float = 1.0, eval_steps: int = 0):
         super().__init__()
         if (total_steps is None) == (budget_seconds is None):
             raise ValueError("BudgetSchedule needs exactly one of total_steps and budget_seconds")
         self.peak, self.total_steps, self.budget = float(peak), total_steps, budget_seconds
         self.warmup, self.step, self.elapsed, self.stopped = warmup, int(step), float(elapsed), False
-        # What still runs after the last step: the epoch's validation pass (measured at the first epoch end),
-        # and, through tail_factor, the test passes it predicts (test faces x views / validation faces).
+        # What still runs after the last step: the epoch's validation pass (measured at the first epoch end;
+        # before that, `eval_steps` forward passes at a third of a training step each), and, through
+        # tail_factor, the test passes it predicts (test faces x views / validation faces).
         self.tail, self.tail_factor, self._last_batch = 0.0, float(tail_factor), None
+        self.eval_steps = int(eval_steps)
         self.bar = keras.utils.Progbar(round(budget_seconds), unit_name="s") if progress_bar and budget_seconds \
             else None
 
@@ -419,7 +449,13 @@ class BudgetSchedule(keras.callbacks.Callback):
     def progress(self) -> float:
         if self.budget is None:
             return self.step / self.total_steps
-        return self.seconds() / max(self.budget - self.tail * (1 + self.tail_factor), 0.5 * self.budget)
+        return self.seconds() / max(self.budget - self.expected_tail(), 0.5 * self.budget)
+
+    def expected_tail(self) -> float:
+        """Seconds the validation pass and the test will take after the last step (budget mode)."""
+        validation = self.tail or (self.eval_steps * self.seconds() / max(self.step, 1) / 3 if self.eval_steps
+                                   else 0.0)
+        return validation * (1 + self.tail_factor)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.optimizer.learning_rate = self.peak * warmup_linear_decay(self.progress(), self.warmup)

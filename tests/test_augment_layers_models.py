@@ -81,9 +81,19 @@ def test_cbam_is_noop_when_gates_are_one():
 
 # ------------------------------------------------------------------ models
 def test_s004_baseline_parameter_count():
-    model = models.build_s004()
+    model = models.build_s004_baseline()
     assert model.count_params() == 3_623_239
     assert model.get_layer("last_conv").output.shape[1:] == (2, 2, 256)
+
+
+def test_s004_width_scales_the_design_not_its_shape():
+    from fer_keras import flops
+
+    full, quarter = models.build_s004_baseline(), models.build_s004_baseline(width=16)
+    assert [layer.name for layer in full.layers] == [layer.name for layer in quarter.layers]
+    assert quarter.get_layer("last_conv").output.shape[1:] == (2, 2, 64) and quarter.get_layer("fc1").units == 256
+    ratio = flops.count_macs(full) / flops.count_macs(quarter)
+    assert 14 < ratio < 17  # convolutions scale with width squared
 
 
 def test_gap_head_arithmetic_from_real_models():
@@ -97,8 +107,7 @@ def test_gap_head_arithmetic_from_real_models():
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_every_model_builds_and_predicts_logits(name):
-    small = {"width": 8} if name not in ("baseline_cnn", "residual_cnn", "cbam_cnn", "gap_cnn") else {}
-    model = models.build_model(name, augment="strong", num_classes=8, **small)
+    model = models.build_model(name, augment="strong", num_classes=8, width=8)
     assert model.name == name and model.output_shape == (None, 8)
     last = model.get_layer("last_conv").output.shape  # Grad-CAM's layer: a spatial map, not a vector
     assert len(last) == 4 and last[1] >= 1 and last[2] >= 1
@@ -107,16 +116,14 @@ def test_every_model_builds_and_predicts_logits(name):
 
 
 def test_model_options_validated():
-    with pytest.raises(ValueError, match="residual"):
-        models.build_s004(cbam=True)
     with pytest.raises(ValueError, match="head"):
-        models.build_s004(head="dense")
+        models.build_s004_residual(head="dense")
     with pytest.raises(ValueError, match="unknown model"):
         models.build_model("vgg99")
 
 
 def test_trainable_params_excludes_bn_statistics():
-    model = models.build_s004()
+    model = models.build_s004_baseline()
     n_bn_channels = 2 * (64 + 128 + 256)
     assert models.trainable_params(model) == model.count_params() - 2 * n_bn_channels
 
@@ -146,3 +153,22 @@ def test_random_face_affine_shift_moves_content_and_brightness_clips():
     assert out.max() <= 255.0 and out.max() >= 239.0  # 200 * [1.2, 1.3], clipped at 255
     clone = RandomFaceAffine.from_config(layer.get_config())
     assert clone.brightness == (1.2, 1.3) and clone.shift == 0.1
+
+
+def test_new_head_keeps_the_shared_classes_and_fresh_restarts_every_weight():
+    from fer_keras import config
+
+    net = models.build_model("tiny_cnn", width=4)
+    net.set_weights([w + 0.25 for w in net.get_weights()])  # "trained": unlike any fresh initialisation
+    ck = config.LABEL_SETS["ckplus"]  # FER2013's classes but neutral -> contempt
+    tuned = models.new_head(net, config.FER2013_CLASSES, ck)
+    x = faces(3)
+    old, new = (keras.ops.convert_to_numpy(m(x, training=False)) for m in (net, tuned))
+    assert new.shape == (3, len(ck))
+    shared = [ck.index(c) for c in config.FER2013_CLASSES if c in ck]
+    np.testing.assert_allclose(new[:, shared], old[:, [config.FER2013_CLASSES.index(ck[j]) for j in shared]],
+                               rtol=1e-5, atol=1e-5)
+    assert not np.allclose(new[:, ck.index("contempt")], old[:, config.FER2013_CLASSES.index("neutral")])
+    fresh = models.new_head(net, config.FER2013_CLASSES, ck, fresh=True)
+    assert fresh.output_shape == (None, len(ck)) and len(fresh.get_weights()) == len(tuned.get_weights())
+    assert not any(np.allclose(a, b) for a, b in zip(tuned.get_weights()[:-2], fresh.get_weights()[:-2]))

@@ -76,6 +76,16 @@ def test_time_budget_stops_training_at_the_deadline():
     assert len(history.history["loss"]) < 10_000
 
 
+def test_the_budget_keeps_time_for_validation_and_test_before_any_is_measured(monkeypatch):
+    sched = training.BudgetSchedule(0.1, budget_seconds=100, tail_factor=1.0, eval_steps=30)
+    monkeypatch.setattr(sched, "seconds", lambda: 30.0)
+    sched.step = 30  # 1 s a training step -> 30 validation steps at 1/3 s, and as long again for the test
+    assert sched.expected_tail() == pytest.approx(20.0) and sched.progress() == pytest.approx(30 / 80)
+    sched.tail = 4.0  # measured at the first epoch end: the measurement wins
+    assert sched.expected_tail() == pytest.approx(8.0) and sched.progress() == pytest.approx(30 / 92)
+    assert training.BudgetSchedule(0.1, budget_seconds=100).expected_tail() == 0.0  # no validation slice
+
+
 def test_schedule_needs_exactly_one_clock():
     with pytest.raises(ValueError, match="exactly one"):
         training.BudgetSchedule(0.1)
@@ -196,6 +206,12 @@ def test_resume_refuses_what_is_not_a_run(tmp_path, monkeypatch):
         experiment.resume_run(tmp_path / "nothing_here")
     with pytest.raises(ValueError, match="no unfinished checkpoint"):
         experiment.train_and_evaluate(out_dir=tmp_path / "fresh", resume=True, **RESUME_RUN)
+    newer = tmp_path / "newer_state"  # a run started by a later version of the kit, with a setting this one lacks
+    newer.mkdir()
+    (newer / "run.json").write_text(json.dumps({"args": {"model": "tiny_cnn", "dropout_schedule": "linear"},
+                                                "out_dir": str(tmp_path / "newer")}))
+    with pytest.raises(ValueError, match="does not know \\(dropout_schedule\\)"):
+        experiment.resume_run(newer)
 
 
 def test_budget_run_records_budget_and_wall_time(tmp_path, monkeypatch):

@@ -100,6 +100,9 @@ def test_the_plan_is_valid_train_commands_in_order():
     for run in campaign.PLAN:
         args = parser.parse_args(campaign.command(run, "results")[3:])
         assert args.step == run.step and (args.budget is not None) == (run.kind == "budget")
+    s004 = [r for r in campaign.PLAN if r.step == "03_cbam"]  # the paper's width, then the CPU-sized track
+    widths = [dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg or {}).get("width") for r in s004]
+    assert [r.name for r in s004] == ["campaign/03_cbam", "campaign/s004_w16/03_cbam"] and widths == [None, 16]
 
 
 def test_campaign_cli_bad_flags_are_one_line(capsys):

@@ -7,6 +7,7 @@ from keras import layers
 
 from fer_keras import config, experiment, flops, models
 from fer_keras.layers import CBAM
+from fer_keras.recipes import RunConfig
 
 
 def test_layer_macs_by_hand():
@@ -26,8 +27,8 @@ def test_layer_macs_by_hand():
 
 
 def test_baseline_flops_and_nested_augmentation_ignored():
-    plain = models.build_s004()
-    augmented = models.build_s004(augment="strong")
+    plain = models.build_s004_baseline()
+    augmented = models.build_s004_baseline(augment="strong")
     assert flops.count_macs(plain) == flops.count_macs(augmented)
     # first conv: 46*46*64*9 MACs
     assert flops.layer_macs(plain.get_layer("s1a_conv")) == 46 * 46 * 64 * 9
@@ -50,8 +51,7 @@ def test_run_step_reuses_matching_run(tmp_path, monkeypatch):
         calls.append(kwargs)
         results = {"model": kwargs["model"], "data": {"source": kwargs["source"], "label_mode": "fer2013",
                                                        "test_split": "PublicTest"},
-                   "config": {"epochs": kwargs["epochs"], "seed": kwargs.get("seed", 0),
-                              "class_weights": bool(kwargs.get("class_weights"))}}
+                   "config": RunConfig(**kwargs).record()}  # what train_and_evaluate records
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").write_text(json.dumps(results))
         return results
@@ -82,6 +82,46 @@ def test_ckplus_cv_schemes_on_the_sample():
     assert sum(subject["test_sizes"]) == subject["data"]["faces"]
     with pytest.raises(ValueError, match="scheme"):
         experiment.ckplus_cv("random", source="sample")
+
+
+def test_ckplus_cv_fine_tunes_a_saved_model_and_its_fresh_twin(tmp_path):
+    from fer_keras import modelfile
+
+    net = models.build_model("tiny_cnn", width=4)
+    path = modelfile.save_model(net, tmp_path / "fer.keras", modelfile.make_metadata(net, "fer2013", model="tiny_cnn"))
+    tuned = experiment.ckplus_cv("subject", k=3, source="sample", epochs=1, init_from=path)
+    fresh = experiment.ckplus_cv("subject", k=3, source="sample", epochs=1, init_from=path, fresh=True)
+    assert tuned["model"] == "tiny_cnn" and tuned["start_from"]["weights"].startswith("fine-tuned")
+    assert tuned["start_from"]["sha256"] == fresh["start_from"]["sha256"] and len(tuned["start_from"]["sha256"]) == 64
+    assert fresh["start_from"]["weights"].startswith("re-initialised")
+    assert len(tuned["fold_accuracy"]) == 3 and tuned["test_sizes"] == fresh["test_sizes"]
+
+
+def test_an_interrupted_ckplus_cv_goes_on_at_the_next_fold(tmp_path, monkeypatch):
+    state = tmp_path / "subject.json"
+    straight = experiment.ckplus_cv("subject", k=3, source="sample", epochs=1, model="tiny_cnn",
+                                    model_kwargs={"width": 4})
+    real_fit, fits = experiment.training.fit, []
+
+    def fit_then_stop(*args, **kwargs):  # the session ends during the second fold
+        if len(fits) == 1:
+            raise KeyboardInterrupt
+        fits.append(1)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(experiment.training, "fit", fit_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.ckplus_cv("subject", k=3, source="sample", epochs=1, model="tiny_cnn", model_kwargs={"width": 4},
+                             state_file=state)
+    assert len(json.loads(state.read_text())["fold_accuracy"]) == 1
+    monkeypatch.setattr(experiment.training, "fit", real_fit)
+    resumed = experiment.ckplus_cv("subject", k=3, source="sample", epochs=1, model="tiny_cnn",
+                                   model_kwargs={"width": 4}, state_file=state)
+    assert resumed["resumed_at_fold"] == 1 and straight["resumed_at_fold"] is None
+    np.testing.assert_allclose(resumed["fold_accuracy"], straight["fold_accuracy"], atol=1e-6)
+    other = experiment.ckplus_cv("subject", k=3, source="sample", epochs=2, model="tiny_cnn",
+                                 model_kwargs={"width": 4}, state_file=state)  # another recipe: starts over
+    assert other["resumed_at_fold"] is None
 
 
 def test_cross_label_metrics_match_by_class_name(tmp_path):

