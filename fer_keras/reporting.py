@@ -143,18 +143,21 @@ def _distillation_row(name: str, r: dict) -> str:
 
 
 def _ckplus_cv_row(name: str, r: dict) -> str:
-    s, leaky = r["subject"], r["leaky"]
+    s = r["subject"]
     kw = ", ".join(f"{k} {v}" for k, v in (s["model_kwargs"] or {}).items())
     start = s.get("start_from", {})
     tuned = f", fine-tuned from `{start['init_from']}`" if "init_from" in start else ""
     scratch = (f"; the same network from scratch: {_pct(r['scratch']['mean_accuracy'])} ± "
-            f"{100 * r['scratch']['std_accuracy']:.2f} subject-independent, so starting from it buys "
-            f"{r['transfer_gain_points']:+.2f} points" if "scratch" in r else "")
+               f"{100 * r['scratch']['std_accuracy']:.2f} subject-independent, so starting from it buys "
+               f"{r['transfer_gain_points']:+.2f} points" if "scratch" in r else "")
+    leaky = r.get("leaky")
+    leaky = (f", leaky per-class folds {_pct(leaky['mean_accuracy'])} ± {100 * leaky['std_accuracy']:.2f} "
+             f"({sum(leaky['leaked_test_rows'])} leaked test frames); gap {r['gap_points']:+.2f} points" if leaky
+             else "")
+    pending = f"; not run yet: {', '.join(r['pending'])}" if r.get("pending") else ""
     return (f"- **CK+ {s['k']}-fold CV** ({s['model']}{' ' + kw if kw else ''}{tuned}, S000's CK+ "
             f"recipe, {s['config']['epochs']} epochs): subject-independent {_pct(s['mean_accuracy'])} ± "
-            f"{100 * s['std_accuracy']:.2f}, leaky per-class folds {_pct(leaky['mean_accuracy'])} ± "
-            f"{100 * leaky['std_accuracy']:.2f} ({sum(leaky['leaked_test_rows'])} leaked test frames); "
-            f"gap {r['gap_points']:+.2f} points{scratch} (`results/{name}.json`).")
+            f"{100 * s['std_accuracy']:.2f}{leaky}{scratch}{pending} (`results/{name}.json`).")
 
 
 # A results file that is not a training run -> its README line, by the start of its name; `fer` first, then the

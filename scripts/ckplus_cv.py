@@ -44,9 +44,9 @@ def main(argv=None) -> int:
     command = ["python", "scripts/ckplus_cv.py"] + (argv if argv is not None else sys.argv[1:])
     recipe = {"epochs": args.epochs} if args.epochs else {}
     kwargs = {"width": args.width} if args.width else None
-    runs = {"subject": ("subject", False), "leaky": ("leaky", False)}
-    if args.init_from:
-        runs["scratch"] = ("subject", True)
+    runs = {"subject": ("subject", False)}  # with --init-from, its from-scratch twin right after it
+    runs |= {"scratch": ("subject", True)} if args.init_from else {}
+    runs["leaky"] = ("leaky", False)
     state = config.run_state_dir(out_path)  # finished folds, so an interrupted run goes on at the next fold
     state.mkdir(parents=True, exist_ok=True)
     out = {}
@@ -57,13 +57,23 @@ def main(argv=None) -> int:
         print(f"{key}: {r['mean_accuracy']:.4f} ± {r['std_accuracy']:.4f} over {args.k} folds "
               f"({r['start_from']['weights']}), leaked test rows {sum(r['leaked_test_rows'])}, "
               f"{r['train_seconds']:.0f} s", flush=True)
-    out["gap_points"] = round(100 * (out["leaky"]["mean_accuracy"] - out["subject"]["mean_accuracy"]), 2)
+        training.atomic_write_text(out_path, json.dumps(summarise(out, [k for k in runs if k not in out]), indent=1))
+    print(f"wrote {out_path}")
+    return 0
+
+
+def summarise(out: dict, pending: list[str]) -> dict:
+    """The results file: every finished scheme, the gaps between them, and what is still to run (a session that
+    ends between schemes leaves a file that says so; the same command goes on)."""
+    out = dict(out)
+    if "leaky" in out:
+        out["gap_points"] = round(100 * (out["leaky"]["mean_accuracy"] - out["subject"]["mean_accuracy"]), 2)
     if "scratch" in out:
         out["transfer_gain_points"] = round(100 * (out["subject"]["mean_accuracy"]
                                                    - out["scratch"]["mean_accuracy"]), 2)
-    training.atomic_write_text(out_path, json.dumps(out, indent=1))
-    print(f"leaky - subject = {out['gap_points']} points; wrote {out_path}")
-    return 0
+    if pending:
+        out["pending"] = pending
+    return out
 
 
 if __name__ == "__main__":

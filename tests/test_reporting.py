@@ -128,3 +128,6 @@ def test_ckplus_row_says_what_starting_from_fer2013_bought():
     del old["subject"]["start_from"], old["leaky"]["start_from"]  # files from before fine-tuning existed
     line, = reporting.other_rows({"ckplus_cv_small_cnn_w16": old})
     assert "84.81 % ± 4.96" in line and "scratch" not in line and "fine-tuned" not in line
+    partial = {"subject": r["subject"], "scratch": r["scratch"], "transfer_gain_points": 10.0, "pending": ["leaky"]}
+    line, = reporting.other_rows({"ckplus_cv_finetuned": partial})  # a session ended between schemes
+    assert "buys +10.00 points" in line and "leaky per-class" not in line and "not run yet: leaky" in line
