@@ -210,13 +210,12 @@ class Distiller(keras.Model):
         logits = [t(x, training=False) for t in self.teachers]
         return logits[0] if len(logits) == 1 else keras.ops.mean(keras.ops.stack(logits), axis=0)
 
-    def _labels_and_logits(self, x, y):
-        if self.teachers:
-            return y, self.teacher_logits(x)
-        return keras.ops.cast(y[:, 0], "int32"), y[:, 1:]  # pack_targets' layout
+    def _labels(self, y):
+        """The integer labels: y itself, or the first column of pack_targets' layout."""
+        return y if self.teachers else keras.ops.cast(y[:, 0], "int32")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        labels, logits = self._labels_and_logits(x, y)
+        labels, logits = self._labels(y), self.teacher_logits(x) if self.teachers else y[:, 1:]
         per_sample = distillation_loss(labels, y_pred, keras.ops.stop_gradient(logits), self.alpha,
                                        self.temperature)
         if sample_weight is not None:
@@ -224,8 +223,7 @@ class Distiller(keras.Model):
         return keras.ops.mean(per_sample)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        labels = y if self.teachers else keras.ops.cast(y[:, 0], "int32")
-        return super().compute_metrics(x, labels, y_pred, sample_weight)
+        return super().compute_metrics(x, self._labels(y), y_pred, sample_weight)
 
 
 def teacher_logits(teachers, x: np.ndarray, crop: int | None = None, batch_size: int = 256) -> np.ndarray:
