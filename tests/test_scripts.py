@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fer_keras import data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,13 +102,23 @@ def test_distill_report_measures_students_and_the_fer_model_in_one_run(tmp_path,
 
 
 def test_target_check():
-    sys.path.insert(0, str(REPO / "scripts"))
-    import distill_report
+    from fer_keras import compress
 
     row = {"params": 72_583, "keras accuracy": 0.69, "int8 accuracy": 0.686, "int8 KB": 113.0,
            "ms/face (1 thread)": 0.3}
-    assert all(distill_report.check_targets(row).values())
-    assert distill_report.check_targets(row | {"int8 accuracy": 0.68})["int8 drop"] is False
+    assert all(compress.check_targets(row).values())
+    assert compress.check_targets(row | {"int8 accuracy": 0.68})["int8 drop"] is False
+    assert compress.check_targets(row | {"params": 100_001})["params"] is False
+
+
+def test_distill_report_refuses_a_missing_student_before_any_work(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import distill_report
+
+    with pytest.raises(SystemExit) as e:
+        distill_report.main(["--student", f"{tmp_path}={tmp_path / 'r.json'}", "--out", str(tmp_path / "o.json")])
+    assert e.value.code == 2 and "train the student first" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
 
 
 def test_ship_model_records_the_teacher_and_the_int8_numbers(tmp_path):
