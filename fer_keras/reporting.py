@@ -200,7 +200,9 @@ def throughput_rows(r: dict) -> list[str]:
 def render_readme(results_dir=REPO / "results") -> str:
     """The README's results section (between START and END) from every results file."""
     runs, others = {}, {}
-    for path in sorted(Path(results_dir).glob("*.json")) + sorted(Path(results_dir).glob("*/*.json")):
+    # campaign tracks (campaign/s004_w16/) are rows too; speedrun/ablation/ is notebook 17's table
+    for path in sorted(Path(results_dir).glob("*.json")) + sorted(Path(results_dir).glob("*/*.json")) + \
+            sorted(Path(results_dir).glob("campaign/*/*.json")):
         r = json.loads(path.read_text())
         name = path.relative_to(results_dir).with_suffix("").as_posix()
         if "model" in r and "test" in r and "provenance" in r:
