@@ -206,3 +206,29 @@ def latency_race(predictors: dict, rounds: int = 5, runs: int = 400, warmup: int
                 times[k].append(1e3 * (time.perf_counter() - start))
     return {k: {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "runs": len(t),
                 "rounds": rounds} for k, t in times.items()}
+
+
+def dead_units(keras_model, x: np.ndarray, batch_size: int = 256) -> dict:
+    """Dense ReLU units that output zero on every face of `x` (uint8 (N, 48, 48) or model input): 'dead',
+    since no gradient reaches them again (the dying-ReLU failure). Per Dense layer with a ReLU activation:
+    units, dead, fraction, and the mean and largest pre-activation over the faces and units."""
+    import keras
+
+    dense = [layer for layer in keras_model.layers if isinstance(layer, keras.layers.Dense)
+             and getattr(layer.activation, "__name__", "") == "relu"]
+    if not dense:
+        return {}
+    x = np.asarray(x, np.float32)
+    x = x[..., None] if x.ndim == 3 else x
+    probe = keras.Model(keras_model.inputs, [layer.input for layer in dense])
+    inputs = probe.predict(x, batch_size=batch_size, verbose=0)
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    out = {}
+    for layer, h in zip(dense, inputs):
+        kernel, bias = (np.asarray(keras.ops.convert_to_numpy(w), np.float64) for w in (layer.kernel, layer.bias))
+        pre = np.asarray(h, np.float64) @ kernel + bias
+        dead = int((pre.max(axis=0) <= 0).sum())
+        out[layer.name] = {"units": int(pre.shape[1]), "dead": dead, "fraction": dead / pre.shape[1],
+                           "fan_in": int(kernel.shape[0]), "mean_preactivation": float(pre.mean()),
+                           "max_preactivation": float(pre.max()), "faces": int(len(x))}
+    return out

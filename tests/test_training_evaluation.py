@@ -210,3 +210,19 @@ def test_save_model_is_atomic(saved_model, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         modelfile.save_model(loaded.keras_model, path, loaded.metadata)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+def test_dead_units_finds_the_relu_units_that_never_fire():
+    """A Dense ReLU layer whose bias is pushed far below zero for half its units: exactly those are dead."""
+    inp = keras.Input((48, 48, 1))
+    h = keras.layers.Dense(8, activation="relu", name="fc1")(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inp)))
+    model = keras.Model(inp, keras.layers.Dense(3, name="logits")(h))
+    fc1 = model.get_layer("fc1")
+    fc1.bias.assign(np.array([-1e3] * 4 + [1e3] * 4, np.float32))
+    faces = np.random.default_rng(0).integers(0, 256, (20, 48, 48)).astype(np.uint8)
+    report = evaluation.dead_units(model, faces)
+    assert list(report) == ["fc1"]  # the linear logits layer is not a ReLU layer
+    assert report["fc1"]["units"] == 8 and report["fc1"]["dead"] == 4 and report["fc1"]["fraction"] == 0.5
+    assert report["fc1"]["fan_in"] == 48 * 48 and report["fc1"]["faces"] == 20
+    fc1.bias.assign(np.full(8, 1e3, np.float32))
+    assert evaluation.dead_units(model, faces)["fc1"]["dead"] == 0
