@@ -80,6 +80,10 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, issue=16) for s in (0, 1)]
     + _s004(20)
     + _s004(20, S004_CPU_WIDTH)
+    # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,
+    # results/dead_units_s004_w16.json): the same step at a lower peak rate tests that diagnosis.
+    + [PlannedRun(f"campaign/s004_w{S004_CPU_WIDTH}/02_residual_lr3e-4", "02_residual", 20, "budget",
+                  flags=("--lr", "3e-4", "--model-arg", f"width={S004_CPU_WIDTH}"))]
     + [PlannedRun(f"campaign/{s}", s, 60) for s in ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18",
                                                       "08_vgg19", "09_bilinear_gc", "10_ca_resnet_ce",
                                                       "10_ca_resnet_focal")]
