@@ -218,8 +218,7 @@ def dead_units(keras_model, x: np.ndarray, batch_size: int = 256) -> dict:
              and getattr(layer.activation, "__name__", "") == "relu"]
     if not dense:
         return {}
-    x = np.asarray(x, np.float32)
-    x = x[..., None] if x.ndim == 3 else x
+    x = data.to_model_input(x)
     probe = keras.Model(keras_model.inputs, [layer.input for layer in dense])
     inputs = probe.predict(x, batch_size=batch_size, verbose=0)
     inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]

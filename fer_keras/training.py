@@ -215,8 +215,8 @@ class Distiller(keras.Model):
         return y if self.teachers else keras.ops.cast(y[:, 0], "int32")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        labels, logits = self._labels(y), self.teacher_logits(x) if self.teachers else y[:, 1:]
-        per_sample = distillation_loss(labels, y_pred, keras.ops.stop_gradient(logits), self.alpha,
+        logits = self.teacher_logits(x) if self.teachers else y[:, 1:]  # pack_targets' layout: logits after the label
+        per_sample = distillation_loss(self._labels(y), y_pred, keras.ops.stop_gradient(logits), self.alpha,
                                        self.temperature)
         if sample_weight is not None:
             per_sample = per_sample * sample_weight
