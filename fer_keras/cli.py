@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--allow-float", action="store_true",
                      help="int8: accept ops that stay float (no int8 kernel) instead of refusing")
     exp.add_argument("--out", help="output .tflite (default: MODEL_MODE.tflite beside the model)")
+    exp.add_argument("--results-json", metavar="FILE",
+                     help="int8: the model's run results (from train --results-json): score the int8 file on its "
+                          "test split, time one face on one thread, and add both to FILE as its 'int8' record")
 
     pr = sub.add_parser("predict", help="find faces in images or videos and label their expressions")
     pr.add_argument("paths", nargs="+", help="image files (jpg, png, webp, ...) or videos (mp4, avi, ...)")
@@ -327,17 +330,46 @@ def cmd_demo(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from fer_keras import compress, data
+    from fer_keras import compress, data, provenance
 
     if Path(args.model).suffix.lower() != ".keras":
         raise ValueError(f"{args.model}: export converts a .keras model saved by the kit"
                          + (" (this is already a .tflite file)" if args.model.lower().endswith(".tflite") else "")
                          + ". Fix: pass the .keras file.")
-    faces = data.load_dataset(args.data, usages=["Training"])["Training"].x if args.mode == "int8" else None
+    split = _run_test_split(args.results_json, args.mode) if args.results_json else None
+    splits = data.load_dataset(args.data, usages=["Training"] + ([split] if split else [])) \
+        if args.mode == "int8" else {}
+    faces = splits["Training"].x if splits else None
     out = Path(args.out) if args.out else Path(args.model).with_name(f"{Path(args.model).stem}_{args.mode}.tflite")
+    if split:
+        results = compress.record_int8(args.results_json, args.model, out, faces, splits[split], args.calibration,
+                                       strict=not args.allow_float, command=" ".join(["fer-keras"] + sys.argv[1:]),
+                                       **provenance.load())
+        r = results["int8"]
+        print(f"wrote {out} ({r['kb']:.0f} KB, int8): {split} accuracy {r['accuracy']:.4f}, "
+              f"{r['latency_single_thread']['median_ms']:.3f} ms/face on one thread; recorded in {args.results_json}")
+        return 0
     path = compress.export_tflite(args.model, out, args.mode, faces, args.calibration, strict=not args.allow_float)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB, {args.mode})")
     return 0
+
+
+def _run_test_split(path, mode: str) -> str:
+    """export --results-json: the test split named by that run results file, checked before any work."""
+    if mode != "int8":
+        raise ValueError(f"--results-json records an int8 export; --mode is {mode}. Fix: add --mode int8 or drop "
+                         "--results-json.")
+    try:
+        results = json.loads(Path(path).read_text())
+        if "test" not in results:
+            raise KeyError("test")
+        return results["data"]["test_split"]
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--results-json {path}: cannot be read ({getattr(err, 'strerror', None) or err}). Fix: "
+                         "pass the results file that train --results-json wrote for this model.") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"--results-json {path}: not a run results file (no test split and test metrics). Fix: "
+                         "pass the results file that train --results-json wrote for this model.") from None
 
 
 def cmd_explain(args) -> int:

@@ -202,19 +202,20 @@ def export_mixed(model_path, out_path, float_layers, representative: np.ndarray 
 
 
 def int8_report(keras_path, out_path, calibration: np.ndarray | None, test: data.Split, calibration_size: int = 500,
-                runs: int = 1000, seed: int = 0) -> dict:
+                runs: int = 1000, seed: int = 0, strict: bool = True) -> dict:
     """Export a kit `.keras` file to full int8, score it on `test` through LiteRT and time one face on one
     thread (median of `runs`): the record a shipped or compared model keeps (file, KB, accuracy, macro-F1,
-    latency). calibration: training faces, as for export_tflite."""
+    latency, and how many ops stayed float: 0 unless strict=False let some through). calibration: training
+    faces, as for export_tflite."""
     from fer_keras import evaluation
 
-    tfl = export_tflite(keras_path, out_path, "int8", calibration, calibration_size, seed)
+    tfl = export_tflite(keras_path, out_path, "int8", calibration, calibration_size, seed, strict=strict)
     loaded = modelfile.load_model(tfl)
     metrics = evaluation.evaluate_model(loaded, test)
     lat = evaluation.latency_ms(loaded.predict, int(loaded.metadata["input_size"][0]), runs=runs, warmup=50)
     return {"file": tfl.name, "kb": tfl.stat().st_size / 1024, "accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"], "calibration_faces": calibration_size, "test_n": metrics["n"],
-            "latency_single_thread": lat}
+            "float_ops": loaded.metadata.get("float_ops", 0), "latency_single_thread": lat}
 
 
 def int8_columns(int8: dict) -> dict:
@@ -224,7 +225,7 @@ def int8_columns(int8: dict) -> dict:
 
 
 def record_int8(results_json, keras_path, out_path, calibration: np.ndarray | None, test: data.Split,
-                calibration_size: int = 500, runs: int = 1000, **extra) -> dict:
+                calibration_size: int = 500, runs: int = 1000, strict: bool = True, **extra) -> dict:
     """int8_report, added to a run's results JSON as its "int8" record (with `extra`, e.g. the command) and
     written back atomically. Returns the updated results."""
     import json
@@ -232,7 +233,8 @@ def record_int8(results_json, keras_path, out_path, calibration: np.ndarray | No
     from fer_keras import training
 
     results = json.loads(Path(results_json).read_text())
-    results["int8"] = int8_report(keras_path, out_path, calibration, test, calibration_size, runs) | extra
+    results["int8"] = int8_report(keras_path, out_path, calibration, test, calibration_size, runs,
+                                  strict=strict) | extra
     training.atomic_write_text(results_json, json.dumps(results, indent=1))
     return results
 

@@ -228,7 +228,11 @@ def load_run(name: str, results_dir=REPO / "results") -> dict | None:
 
 
 def _measure_hint(name: str) -> str:
-    return f"`python -m fer_keras campaign run --minutes 30 --only {name}`"
+    """The campaign command that measures run `name`, with its planned minutes and 10 to spare."""
+    from fer_keras import campaign
+
+    minutes = next((r.minutes for r in campaign.PLAN if r.name == name), 20) + 10
+    return f"`python -m fer_keras campaign run --minutes {minutes:g} --only {name}`"
 
 
 def _compute(r: dict) -> str:
@@ -249,9 +253,13 @@ def run_table(names: list[str], results_dir=REPO / "results") -> str:
     and the exact McNemar p against the row before (same faces)."""
     runs = {n: load_run(n, results_dir) for n in names}
     classes = next((list(r["test"]["per_class"]) for r in runs.values() if r), [])
+    tta = any(r and "test_single_crop" in r for r in runs.values())
+    int8 = any(r and "int8" in r for r in runs.values())
+    extra = ["accuracy with TTA"] * tta + ["int8 KB", "int8 accuracy", "ms/face (int8, 1 thread)"] * int8
     head = ["run", "model", "params", "MFLOPs", "training", "accuracy", "macro-F1",
-            *[f"recall {c}" for c in classes], "vs row above", "paper"]
-    align = ["---", "---", "---:", "---:", "---", "---:", "---:", *["---:"] * len(classes), "---:", "---"]
+            *[f"recall {c}" for c in classes], *extra, "vs row above", "paper"]
+    align = ["---", "---", "---:", "---:", "---", "---:", "---:", *["---:"] * (len(classes) + len(extra)), "---:",
+             "---"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     previous = None
     for name in names:
@@ -263,16 +271,26 @@ def run_table(names: list[str], results_dir=REPO / "results") -> str:
         single = r.get("test_single_crop", r["test"])
         t = _paired(runs[previous] if previous else None, r)
         vs = f"{t['delta_pt']:+.2f} pt, p = {t['p_value']:.2g}" if t else "–"
-        recalls = [f"{single['per_class'][c]['recall']:.3f}" for c in classes]
+        cells = [f"{single['per_class'][c]['recall']:.3f}" for c in classes]
+        if tta:
+            cells.append(f"{_pct(r['test']['accuracy'])} ({r['config'].get('tta')})" if "test_single_crop" in r
+                         else "–")
+        if int8:
+            q = r.get("int8")
+            cells += ([f"{q['kb']:,.0f}", _pct(q["accuracy"]) + (f" ({q['float_ops']} float ops)"
+                                                                 if q.get("float_ops") else ""),
+                       f"{q['latency_single_thread']['median_ms']:.2f}"] if q else ["–"] * 3)
         lines.append(f"| `{name}` | {r['model']} | {r.get('trainable_params', r['params']):,} | "
                      f"{r.get('flops', 0) / 1e6:,.0f} | {_compute(r)} | {_pct(single['accuracy'])} | "
-                     f"{single['macro_f1']:.3f} | " + " | ".join(recalls) + f" | {vs} | {PAPER.get(r['model'], '–')} |")
+                     f"{single['macro_f1']:.3f} | " + " | ".join(cells) + f" | {vs} | {PAPER.get(r['model'], '–')} |")
         previous = name
     n = next((r["data"]["test_n"] for r in runs.values() if r), None)
     split = next((r["data"]["test_split"] for r in runs.values() if r), "PublicTest")
     lines.append("")
-    lines.append(f"*{split}{f' (n = {n:,})' if n else ''}, single crop; p: exact McNemar on the faces one run gets "
-                 "right and the other wrong. Rendered from " + ", ".join(f"`results/{n}.json`" for n in names) + ".*")
+    lines.append(f"*{split}{f' (n = {n:,})' if n else ''}, single crop unless marked TTA (test-time crops or "
+                 "flips); p: exact McNemar on the faces one run gets right and the other wrong"
+                 + ("; int8: full-int8 TFLite through LiteRT, median ms per face on one thread" if int8 else "")
+                 + ". Rendered from " + ", ".join(f"`results/{n}.json`" for n in names) + ".*")
     return "\n".join(lines)
 
 

@@ -77,6 +77,20 @@ def test_run_next_skips_done_runs_resumes_partial_ones_and_stops_when_time_is_ou
                                                  only=["campaign/02_residual"])] == ["campaign/02_residual"]
 
 
+def test_a_done_paper_run_without_int8_numbers_gets_its_int8_export(dirs):
+    results, runs = dirs
+    paper = campaign.PlannedRun("speedrun/b15", "17_speed", 15, "budget", int8=True)
+    ran = campaign.run_next(30, (paper,), results, runs, dry_run=True)
+    assert len(ran) == 1 and ran[0]["command"][3] == "export"
+    args = cli.build_parser().parse_args(ran[0]["command"][3:])
+    assert (args.mode, args.allow_float, args.data) == ("int8", True, "fer2013")
+    assert args.model == str(runs / "speedrun" / "b15" / "model.keras")
+    assert args.results_json == str(results / "speedrun" / "b15.json")
+    (results / "speedrun" / "b15.json").write_text(json.dumps({"test": {"accuracy": 0.62}, "int8": {}}))
+    assert campaign.run_next(30, (paper,), results, runs, dry_run=True) == []  # recorded: nothing to do
+    assert campaign.run_next(30, PLAN[:1], results, runs, dry_run=True) == []  # not asked for
+
+
 def test_save_copies_partial_states_into_results_and_refuses_large_ones(dirs, monkeypatch):
     results, runs = dirs
     _state(config.run_state_dir(PLAN[1].out_dir(runs)))
@@ -103,6 +117,10 @@ def test_the_plan_is_valid_train_commands_in_order():
     s004 = [r for r in campaign.PLAN if r.step == "03_cbam"]  # the paper's width, then the CPU-sized track
     widths = [dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg or {}).get("width") for r in s004]
     assert [r.name for r in s004] == ["campaign/03_cbam", "campaign/s004_w16/03_cbam"] and widths == [None, 16]
+    papers = [r for r in campaign.PLAN if r.step[:2] in ("08", "09", "10")]
+    assert papers and all(r.int8 and r.kind == "budget" and r.minutes == 60 for r in papers)
+    for run in papers:
+        assert parser.parse_args(campaign.int8_command(run, "results")[3:]).results_json == f"results/{run.name}.json"
 
 
 def test_campaign_cli_bad_flags_are_one_line(capsys):

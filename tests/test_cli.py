@@ -132,6 +132,28 @@ def test_export_then_evaluate_the_tflite_file(trained_run, tmp_path, capsys):
     assert json.loads((tmp_path / "e.json").read_text())["n"] == 350
 
 
+def test_export_records_the_int8_numbers_in_the_run_results(trained_run, tmp_path, capsys):
+    results = tmp_path / "r.json"
+    results.write_text((trained_run / "results.json").read_text())
+    out = tmp_path / "m_int8.tflite"
+    assert cli.main(["export", str(trained_run / "model.keras"), "--mode", "int8", "--calibration", "16",
+                     "--out", str(out), "--results-json", str(results)]) == 0
+    int8 = json.loads(results.read_text())["int8"]
+    assert int8["file"] == out.name and int8["kb"] == pytest.approx(out.stat().st_size / 1024)
+    assert int8["test_n"] == 350 and 0 <= int8["accuracy"] <= 1 and int8["float_ops"] == 0
+    assert int8["latency_single_thread"]["median_ms"] > 0 and "concurrent" in int8 and "command" in int8
+    assert json.loads(results.read_text())["test"] == json.loads((trained_run / "results.json").read_text())["test"]
+    assert "recorded in" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text('{"model": "x"}')
+    for argv, what in ((["--results-json", str(tmp_path / "bad.json")], "not a run results file"),
+                       (["--results-json", str(tmp_path / "none.json")], "cannot be read"),
+                       (["--mode", "float16", "--results-json", str(results)], "--mode is float16")):
+        assert cli.main(["export", str(trained_run / "model.keras"), "--out", str(tmp_path / "x.tflite"), *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and what in err[0] and "Fix:" in err[0]
+    assert not (tmp_path / "x.tflite").exists()
+
+
 def test_a_distilling_step_without_a_teacher_is_refused(capsys):
     """Without the check, `--step 16_tiny_distilled` would train the student alone under the distilled name."""
     from fer_keras import experiment

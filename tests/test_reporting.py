@@ -65,6 +65,19 @@ def test_table_has_each_run_with_mcnemar_against_the_row_above_and_names_runs_no
     assert "(n = 200)" in text and "`results/campaign/b.json`" in text
 
 
+def test_table_adds_tta_and_int8_columns_when_a_run_has_them(two_runs):
+    folder, a, b, _ = two_runs
+    b |= {"test_single_crop": a["test"], "config": {"tta": "ten_crop"},
+          "int8": {"kb": 2711.4, "accuracy": 0.6123, "float_ops": 0, "latency_single_thread": {"median_ms": 1.234}}}
+    (folder / "campaign" / "b.json").write_text(json.dumps(b))
+    rows = reporting.render_block("table campaign/a campaign/b", folder).splitlines()
+    assert "accuracy with TTA" in rows[0] and "int8 KB" in rows[0] and "ms/face (int8, 1 thread)" in rows[0]
+    assert all(r.count("|") == rows[0].count("|") for r in rows[1:4])
+    assert f"| {100 * a['test']['accuracy']:.2f} % |" in rows[3]  # single crop in the accuracy column
+    assert f"{100 * b['test']['accuracy']:.2f} % (ten_crop) | 2,711 | 61.23 % | 1.23 |" in rows[3]
+    assert "| – | – | – | – |" in rows[2]  # the run without TTA or int8 numbers
+
+
 def test_change_sentence_gives_both_accuracies_the_gain_and_p(two_runs):
     folder, a, b, direct = two_runs
     text = reporting.render_block("change campaign/a campaign/b", folder)
