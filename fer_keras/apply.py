@@ -125,13 +125,39 @@ def center_face(grey: np.ndarray, size: int = config.IMAGE_SIZE) -> np.ndarray:
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
+# The shipped models by name (`predict --model accurate`): 'tiny' is the default, 'accurate' the mid-size option.
+# scripts/ship_model.py writes the name into the file's record (shipped_as); a file without one is 'tiny'.
+SHIPPED = ("tiny", "accurate")
+
+
+def shipped_model(name: str = "tiny", suffix: str = ".keras", folder=None) -> Path:
+    """The shipped model called `name`: its .keras file in pretrained/, or (suffix='.tflite') its int8 export."""
+    from fer_keras import modelfile
+
+    if name not in SHIPPED:
+        raise ImageError(f"no shipped model is called {name!r}. Fix: choose one of {', '.join(SHIPPED)}, or pass "
+                         "a .keras or .tflite file.")
+    folder = Path(folder or PRETRAINED_DIR)
+    for path in sorted(folder.glob("*.keras")):
+        if modelfile.read_metadata(path).get("shipped_as", "tiny") == name:
+            return path if suffix == ".keras" else path.with_name(f"{path.stem}_int8.tflite")
+    raise ImageError(f"no {name!r} model is shipped in {folder}. Fix: " + (
+        "drop --model to use the default, or pass a .keras or .tflite file." if name != "tiny" else
+        "pass --model MODEL.keras (train one with `python -m fer_keras train`)."))
+
+
 def default_model_path() -> Path:
-    """The model the demo and `predict` use without --model: the shipped pretrained file."""
-    candidates = sorted(PRETRAINED_DIR.glob("*.keras"))
-    if not candidates:
-        raise ImageError(f"no pretrained model in {PRETRAINED_DIR}. Fix: pass --model MODEL.keras (train one with "
-                         "`python -m fer_keras train`).")
-    return candidates[0]
+    """The model the demo and `predict` use without --model: the shipped 'tiny' model."""
+    return shipped_model("tiny")
+
+
+def resolve_model(model=None) -> Path:
+    """A --model value as a file: None -> the default; a shipped name ('accurate') -> its file; else the path."""
+    if model is None:
+        return default_model_path()
+    if str(model) in SHIPPED and not Path(model).exists():
+        return shipped_model(str(model))
+    return Path(model)
 
 
 def _cascade():
@@ -178,7 +204,7 @@ class Recognizer:
     def __init__(self, model_path=None):
         from fer_keras import modelfile
 
-        self.path = Path(model_path) if model_path else default_model_path()
+        self.path = resolve_model(model_path)
         self.loaded = modelfile.load_model(self.path)
         self.class_names = list(self.loaded.metadata["class_names"])
         self.input_size = int(self.loaded.metadata["input_size"][0])

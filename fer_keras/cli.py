@@ -263,13 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="find faces in images or videos and label their expressions")
     pr.add_argument("paths", nargs="+", help="image files (jpg, png, webp, ...) or videos (mp4, avi, ...)")
-    pr.add_argument("--model", help="a .keras or .tflite file (default: the shipped pretrained model)")
+    pr.add_argument("--model", help="a .keras or .tflite file, or a shipped model by name: tiny (the default) or "
+                                    "accurate")
     pr.add_argument("--out", default="predictions", help="folder for the annotated copies")
     pr.add_argument("--json", help="write every file's faces and probabilities here")
     pr.add_argument("--csv", help="one row per face: file, box, label, probabilities")
 
     dm = sub.add_parser("demo", help="serve the browser demo (upload or webcam -> annotated image)")
-    dm.add_argument("--model", help="a .keras or .tflite file (default: the shipped pretrained model)")
+    dm.add_argument("--model", help="a .keras or .tflite file, or a shipped model by name: tiny (the default) or "
+                                    "accurate")
     dm.add_argument("--host", default="127.0.0.1")
     dm.add_argument("--port", type=_number(int, 1, 65535, what="a port"), default=8000)
 

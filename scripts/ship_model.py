@@ -1,7 +1,9 @@
-"""Ship a trained run as the kit's default model: `.keras` + int8 `.tflite` into fer_keras/pretrained/,
-with its measured accuracy in the file's record, and the int8 numbers added to the run's results JSON.
+"""Ship a trained run as one of the kit's named models (`--as tiny`, the default one, or `--as accurate`, the
+mid-size option that `predict --model accurate` selects): `.keras` + int8 `.tflite` into fer_keras/pretrained/,
+with its measured accuracy and its name in the file's record, and the int8 numbers added to the run's results
+JSON. The files shipped under that name before go; the other name's stay.
 
-    python scripts/ship_model.py RUN_DIR RESULTS_JSON [--data fer2013] [--name fer_tiny_cnn]
+    python scripts/ship_model.py RUN_DIR RESULTS_JSON [--as tiny] [--data fer2013] [--name fer_tiny_cnn]
 """
 
 from __future__ import annotations
@@ -11,7 +13,27 @@ import json
 import sys
 from pathlib import Path
 
+from fer_keras.apply import SHIPPED
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def shipped_files(folder: Path, slot: str) -> list[Path]:
+    """The files in `folder` that shipping under `slot` replaces: that name's .keras files and their int8 exports,
+    .keras files the kit cannot read, and .tflite files whose .keras is gone."""
+    from fer_keras import modelfile
+
+    old = []
+    for path in folder.glob("*.keras"):
+        try:
+            mine = modelfile.read_metadata(path).get("shipped_as", "tiny") == slot
+        except ValueError:
+            mine = True  # not a kit model file: nothing ships it
+        if mine:
+            old += [path, path.with_name(f"{path.stem}_int8.tflite")]
+    kept = {p.stem for p in folder.glob("*.keras")} - {p.stem for p in old}
+    old += [t for t in folder.glob("*.tflite") if t.stem.removesuffix("_int8") not in kept]
+    return sorted({p for p in old if p.is_file()})
 
 
 def main(argv=None) -> int:
@@ -23,8 +45,10 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="fer2013")
     p.add_argument("--name", help="file name stem (default: fer_<model>, e.g. fer_tiny_cnn)")
     p.add_argument("--calibration", type=int, default=500)
+    p.add_argument("--as", dest="slot", choices=SHIPPED, default="tiny",
+                   help="the name it ships under (default tiny); that name's old files are replaced")
     p.add_argument("--dest", default=str(REPO / "fer_keras" / "pretrained"),
-                   help="where the shipped files go (default: the package's pretrained/, emptied first)")
+                   help="where the shipped files go (default: the package's pretrained/)")
     args = p.parse_args(argv)
     run = Path(args.run_dir)
     results = json.loads(Path(args.results_json).read_text())
@@ -40,10 +64,10 @@ def main(argv=None) -> int:
                       f"{results['provenance']['hardware'].get('cpu_count')} CPU cores" + teacher,
         "reported_accuracy": f"PublicTest accuracy {acc:.4f}, macro-F1 {results['test']['macro_f1']:.4f} "
                              f"(n={results['test']['n']}; results/{Path(args.results_json).name})",
-        "commit": results["provenance"].get("commit")}
+        "commit": results["provenance"].get("commit"), "shipped_as": args.slot}
     out = Path(args.dest)
     out.mkdir(exist_ok=True)
-    for old in out.glob("*"):
+    for old in shipped_files(out, args.slot):
         old.unlink()
     keras_path = modelfile.save_model(loaded.keras_model, out / f"{args.name}.keras", meta)
     results = compress.record_int8(args.results_json, keras_path, out / f"{args.name}_int8.tflite",

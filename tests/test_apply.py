@@ -192,3 +192,17 @@ def test_outputs_of_same_named_inputs_never_overwrite_each_other(tmp_path, photo
     outputs = [r["output"] for r in records]
     assert len(set(outputs)) == 3 and all(Path(o).is_file() for o in outputs)
     assert Path(outputs[1]).name == "face_annotated_2.png" and Path(outputs[2]).name == "face_annotated_3.png"
+
+
+def test_shipped_models_are_found_by_name_and_a_missing_name_is_one_line(model_path, tmp_path, monkeypatch, capsys):
+    assert apply.resolve_model() == apply.default_model_path() == apply.shipped_model("tiny")
+    assert modelfile.read_metadata(apply.resolve_model("tiny"))["class_names"]  # the kit's own shipped file
+    assert apply.resolve_model(model_path) == model_path  # a path stays a path
+    monkeypatch.setattr(apply, "PRETRAINED_DIR", tmp_path)  # a folder with no 'accurate' model
+    for argv, what in ((["predict", "x.jpg", "--model", "accurate"], "no 'accurate' model is shipped"),
+                       (["predict", "x.jpg", "--model", "nope"], None)):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and (what is None or what in err[0])
+    with pytest.raises(apply.ImageError, match="choose one of tiny, accurate"):
+        apply.shipped_model("huge")

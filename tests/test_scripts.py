@@ -122,7 +122,7 @@ def test_distill_report_refuses_a_missing_student_before_any_work(tmp_path, caps
 
 
 def test_ship_model_records_the_teacher_and_the_int8_numbers(tmp_path):
-    from fer_keras import experiment, modelfile, models
+    from fer_keras import apply, experiment, modelfile, models
 
     sys.path.insert(0, str(REPO / "scripts"))
     import ship_model
@@ -143,6 +143,18 @@ def test_ship_model_records_the_teacher_and_the_int8_numbers(tmp_path):
     assert f"{r['test']['accuracy']:.4f}" in meta["reported_accuracy"]
     int8 = json.loads((tmp_path / "r.json").read_text())["int8"]
     assert int8["file"] == "tiny_int8.tflite" and int8["test_n"] == 350 and int8["kb"] < 150
+    assert meta["shipped_as"] == "tiny"
+    # a second model ships as 'accurate' beside it; predict finds each by name, and the default stays 'tiny'
+    assert ship_model.main([str(tmp_path / "run"), str(tmp_path / "r.json"), "--data", "sample", "--name", "mid",
+                            "--as", "accurate", "--calibration", "16", "--dest", str(dest)]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == ["mid.keras", "mid_int8.tflite", "tiny.keras",
+                                                      "tiny_int8.tflite"]
+    assert apply.shipped_model("accurate", folder=dest) == dest / "mid.keras"
+    assert apply.shipped_model("tiny", ".tflite", folder=dest) == dest / "tiny_int8.tflite"
+    assert ship_model.main([str(tmp_path / "run"), str(tmp_path / "r.json"), "--data", "sample", "--name", "tiny2",
+                            "--calibration", "16", "--dest", str(dest)]) == 0  # replaces tiny, keeps accurate
+    assert sorted(p.name for p in dest.iterdir()) == ["mid.keras", "mid_int8.tflite", "tiny2.keras",
+                                                      "tiny2_int8.tflite"]
 
 
 def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_skipped(tmp_path, capsys):
