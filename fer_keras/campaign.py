@@ -45,9 +45,14 @@ class PlannedRun:
     flags: tuple[str, ...] = ()
     issue: int = 17
     int8: bool = False  # when done, also export its model to full int8 and record size, accuracy and ms/face
+    keep_model: bool = False  # when done, copy its model.keras to results/<name>.keras (to commit)
 
     def results_file(self, results_dir) -> Path:
         return Path(results_dir) / f"{self.name}.json"
+
+    def inputs(self) -> list[str]:
+        """Files the run reads that earlier runs make (its --teacher models)."""
+        return [value for flag, value in zip(self.flags, self.flags[1:]) if flag == "--teacher"]
 
     def out_dir(self, runs_dir="runs") -> Path:
         return Path(runs_dir) / self.name
@@ -80,16 +85,29 @@ def _s004(minutes: float = 20, width: int | None = None) -> list[PlannedRun]:
 # width: 48, about 650 k parameters and 97 MFLOPs a face, some 60 epochs in 2 hours. A choice, not a measurement.
 BUDGET120_FLAGS = ("--model-arg", "width=48")
 
-# In order. Issue 16's targets first (the speed recipe, two seeds per budget), then issue 17: the S004 path at
-# one equal budget each, the paper models at one equal hour each, notebook 14's four labelings.
+# Issue 18: the tiny model to ship, the speed recipe at width 18 (92 k parameters, 14 MFLOPs: under issue 18's
+# 100 k), an hour each, alone and distilled from the two 2-hour models (their mean soft labels, computed once), same
+# seed: the paired comparison. They wait until both teachers are in results/speedrun/.
+STUDENT_FLAGS = ("--model-arg", "width=18")
+DISTILL_PLAN = {
+    "speed_w18_alone": (),
+    "speed_w18_from_b120": ("--teacher", "results/speedrun/budget120_seed0.keras",
+                            "--teacher", "results/speedrun/budget120_seed1.keras", "--precompute-teachers"),
+}
+
+# In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their
+# teachers are the 2-hour models), then issue 17: the S004 path at one equal budget each, the paper models at one
+# equal hour each, notebook 14's four labelings.
 # The paper models run as 'budget' runs: each paper's model, optimizer, weight decay, batch, augmentation, loss
 # and test-time crops, with its 100-300-epoch schedule squeezed into the hour (warm-up, decay to zero at the
 # deadline). Cut at an hour, the papers' own schedules would be scored mid-flight at their peak rate (S000
 # holds 0.01 for 80 epochs; the heaviest models get 1-4 epochs an hour here).
 PLAN: tuple[PlannedRun, ...] = tuple(
     [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16) for s in (0, 1)]
-    + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16)
-       for s in (0, 1)]
+    + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
+                  keep_model=True) for s in (0, 1)]
+    + [PlannedRun(f"distill/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18, int8=True,
+                  keep_model=True) for name, teachers in DISTILL_PLAN.items()]
     + _s004(20)
     + _s004(20, S004_CPU_WIDTH)
     # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,
@@ -222,16 +240,19 @@ def run_next(minutes: float, plan=PLAN, results_dir=REPO / "results", runs_dir="
     for row in status(plan, results_dir, runs_dir):
         if only and row["name"] not in only:
             continue
+        run = row["run"]
         if row["status"] == "done" and not redo:
             print(f"{row['name']}: done, skipped ({row['results']})", flush=True)
-            if _needs_int8(row["run"], results_dir) and not _record_int8(row["run"], results_dir, runs_dir,
-                                                                         dry_run, ran):
+            if not _after_done(run, results_dir, runs_dir, dry_run, ran):
                 break
+            continue
+        missing = [f for f in run.inputs() if not Path(f).is_file()]
+        if missing:
+            print(f"{run.name}: waits for {', '.join(missing)} (an earlier run makes it); skipped", flush=True)
             continue
         left = minutes - (time.monotonic() - start) / 60 - reserve
         if left < 2:
             break
-        run = row["run"]
         state = Path(row["state"]) if row["status"] == "partial" else None
         cut = left if run.kind == "time" or run.minutes > left else None
         cmd = command(run, results_dir, runs_dir, cut, state, row.get("train_seconds"))
@@ -244,10 +265,21 @@ def run_next(minutes: float, plan=PLAN, results_dir=REPO / "results", runs_dir="
         if done.returncode != 0:
             print(f"campaign: {run.name} exited {done.returncode}; stopping here", file=sys.stderr)
             break
-        if _needs_int8(run, results_dir) and status([run], results_dir, runs_dir)[0]["status"] == "done" \
-                and not _record_int8(run, results_dir, runs_dir, dry_run, ran):
+        if status([run], results_dir, runs_dir)[0]["status"] == "done" \
+                and not _after_done(run, results_dir, runs_dir, dry_run, ran):
             break
     return ran
+
+
+def _after_done(run: PlannedRun, results_dir, runs_dir, dry_run: bool, ran: list) -> bool:
+    """What a done run still owes: its model copied into results/ (keep_model), its int8 record (int8). False
+    when the int8 export failed."""
+    model, kept = run.out_dir(runs_dir) / "model.keras", Path(results_dir) / f"{run.name}.keras"
+    if run.keep_model and not kept.is_file() and model.is_file() and not dry_run:
+        shutil.copyfile(model, kept.with_name(kept.name + ".tmp"))
+        kept.with_name(kept.name + ".tmp").replace(kept)
+        print(f"{run.name}: model kept as {kept}", flush=True)
+    return not _needs_int8(run, results_dir) or _record_int8(run, results_dir, runs_dir, dry_run, ran)
 
 
 def int8_command(run: PlannedRun, results_dir, runs_dir="runs") -> list[str]:

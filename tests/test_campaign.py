@@ -91,6 +91,24 @@ def test_a_done_paper_run_without_int8_numbers_gets_its_int8_export(dirs):
     assert campaign.run_next(30, PLAN[:1], results, runs, dry_run=True) == []  # not asked for
 
 
+def test_a_done_run_keeps_its_model_and_a_run_waits_for_its_teachers(dirs, tmp_path, monkeypatch, capsys):
+    results, runs = dirs
+    monkeypatch.chdir(tmp_path)
+    kept = campaign.PlannedRun("speedrun/b15", "17_speed", 15, "budget", keep_model=True)
+    (runs / "speedrun" / "b15").mkdir(parents=True)
+    (runs / "speedrun" / "b15" / "model.keras").write_bytes(b"model")
+    student = campaign.PlannedRun("distill/s", "17_speed", 60, "budget", flags=("--teacher", "results/t.keras"))
+    later = campaign.PlannedRun("campaign/02_residual", "02_residual", 20)
+    ran = campaign.run_next(90, (kept, student, later), results, runs, dry_run=True)
+    assert [r["name"] for r in ran] == ["campaign/02_residual"]  # the student waits; the run after it goes on
+    out = capsys.readouterr().out
+    assert "distill/s: waits for results/t.keras" in out and not (results / "speedrun" / "b15.keras").exists()
+    campaign.run_next(90, (kept,), results, runs)  # done: nothing to train, the model is copied
+    assert (results / "speedrun" / "b15.keras").read_bytes() == b"model"
+    (results / "t.keras").write_bytes(b"teacher")  # results is tmp_path/results: the flag's relative path
+    assert [r["name"] for r in campaign.run_next(90, (student,), results, runs, dry_run=True)] == ["distill/s"]
+
+
 def test_save_copies_partial_states_into_results_and_refuses_large_ones(dirs, monkeypatch):
     results, runs = dirs
     _state(config.run_state_dir(PLAN[1].out_dir(runs)))
@@ -117,6 +135,10 @@ def test_the_plan_is_valid_train_commands_in_order():
     s004 = [r for r in campaign.PLAN if r.step == "03_cbam"]  # the paper's width, then the CPU-sized track
     widths = [dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg or {}).get("width") for r in s004]
     assert [r.name for r in s004] == ["campaign/03_cbam", "campaign/s004_w16/03_cbam"] and widths == [None, 16]
+    students = [r for r in campaign.PLAN if r.issue == 18]
+    assert [r.inputs() for r in students][0] == [] and len(students[1].inputs()) == 2  # alone, then distilled
+    assert all(dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg) == {"width": 18}
+               for r in students)
     papers = [r for r in campaign.PLAN if r.step[:2] in ("08", "09", "10")]
     assert papers and all(r.int8 and r.kind == "budget" and r.minutes == 60 for r in papers)
     for run in papers:
