@@ -62,7 +62,10 @@ def training_rows(results: dict[str, dict]) -> list[str]:
         epochs = f"{r['epochs_run']} ep, {r['train_seconds'] / 60:.0f} min"
         budget = r.get("config", {}).get("budget_minutes")
         if budget:
-            epochs = f"{budget:g} min budget: {r['epochs_run']} ep, {r['wall_seconds'] / 60:.1f} min wall"
+            resumed = r.get("resumed_from_epoch")  # wall_seconds is the last session's only
+            epochs = (f"{budget:g} min budget: {r['epochs_run']} ep, {r['train_seconds'] / 60:.1f} min training"
+                      f" over sessions (resumed at epoch {resumed})" if resumed else
+                      f"{budget:g} min budget: {r['epochs_run']} ep, {r['wall_seconds'] / 60:.1f} min wall")
         accuracy = _pct(single["accuracy"])
         if test.get("tta") == "flip":
             accuracy += f" (flip TTA {_pct(test['accuracy'])})"

@@ -144,3 +144,14 @@ def test_ckplus_row_says_what_starting_from_fer2013_bought():
     partial = {"subject": r["subject"], "scratch": r["scratch"], "transfer_gain_points": 10.0, "pending": ["leaky"]}
     line, = reporting.other_rows({"ckplus_cv_finetuned": partial})  # a session ended between schemes
     assert "buys +10.00 points" in line and "leaky per-class" not in line and "not run yet: leaky" in line
+
+
+def test_readme_row_of_a_budget_run_says_its_wall_time_or_that_it_spanned_sessions(two_runs):
+    _, a, _, _ = two_runs
+    hw = {"cpu_count": 2, "cpu": {"family": "25", "model": "1", "flags": ["avx2"]}}
+    base = a | {"config": {"budget_minutes": 20}, "wall_seconds": 1170.0, "flops": 2e6,
+                "data": a["data"] | {"source": "fer2013", "label_mode": "fer2013"}, "provenance": {"hardware": hw}}
+    row = reporting.training_rows({"one": base})[2]
+    assert "20 min budget: 4 ep, 19.5 min wall" in row and "family 25 model 1, avx2" in row
+    resumed = reporting.training_rows({"two": base | {"resumed_from_epoch": 2, "wall_seconds": 360.0}})[2]
+    assert "20 min budget: 4 ep, 20.0 min training over sessions (resumed at epoch 2)" in resumed
