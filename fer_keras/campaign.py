@@ -196,7 +196,7 @@ def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dic
                     "train_seconds": saved.get("train_seconds") or 0.0,
                     "trained_min": round((saved.get("train_seconds") or 0) / 60, 1), "state": str(state)}
         else:
-            row |= {"status": "to do"}
+            row |= {"status": "to do", "waits_for": [f for f in run.inputs() if not Path(f).is_file()]}
         rows.append(row)
     return rows
 
@@ -338,7 +338,8 @@ def format_status(rows: list[dict]) -> str:
     for r in rows:
         detail = {"done": lambda: f"accuracy {r['accuracy']:.4f}, {r['epochs']} epochs",
                   "partial": lambda: f"{r['epochs']} epochs, {r['trained_min']} min trained; {r['state']}",
-                  "to do": lambda: ""}[r["status"]]()
+                  "to do": lambda: "waits for " + ", ".join(r["waits_for"]) if r.get("waits_for") else ""
+                  }[r["status"]]()
         out.append(f"{r['name']:36} {r['kind']:6} {r['minutes']:5g} {r['status']:8} {detail}")
     left = sum(r["minutes"] - r.get("trained_min", 0) for r in rows if r["status"] != "done")
     done = sum(r["status"] == "done" for r in rows)

@@ -103,6 +103,7 @@ def test_a_done_run_keeps_its_model_and_a_run_waits_for_its_teachers(dirs, tmp_p
     assert [r["name"] for r in ran] == ["campaign/02_residual"]  # the student waits; the run after it goes on
     out = capsys.readouterr().out
     assert "distill/s: waits for results/t.keras" in out and not (results / "speedrun" / "b15.keras").exists()
+    assert "to do    waits for results/t.keras" in campaign.format_status(campaign.status((student,), results, runs))
     campaign.run_next(90, (kept,), results, runs)  # done: nothing to train, the model is copied
     assert (results / "speedrun" / "b15.keras").read_bytes() == b"model"
     (results / "t.keras").write_bytes(b"teacher")  # results is tmp_path/results: the flag's relative path
