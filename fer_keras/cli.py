@@ -338,14 +338,14 @@ def cmd_export(args) -> int:
         raise ValueError(f"{args.model}: export converts a .keras model saved by the kit"
                          + (" (this is already a .tflite file)" if args.model.lower().endswith(".tflite") else "")
                          + ". Fix: pass the .keras file.")
-    split = _run_test_split(args.results_json, args.mode) if args.results_json else None
-    splits = data.load_dataset(args.data, usages=["Training"] + ([split] if split else [])) \
+    split, labels = _run_test_split(args.results_json, args.mode) if args.results_json else (None, "fer2013")
+    splits = data.load_dataset(args.data, labels, usages=["Training"] + ([split] if split else [])) \
         if args.mode == "int8" else {}
     faces = splits["Training"].x if splits else None
     out = Path(args.out) if args.out else Path(args.model).with_name(f"{Path(args.model).stem}_{args.mode}.tflite")
     if split:
         results = compress.record_int8(args.results_json, args.model, out, faces, splits[split], args.calibration,
-                                       strict=not args.allow_float, command=" ".join(["fer-keras"] + sys.argv[1:]),
+                                       strict=not args.allow_float, command=" ".join(["python", "-m", "fer_keras"] + sys.argv[1:]),
                                        **provenance.load())
         r = results["int8"]
         print(f"wrote {out} ({r['kb']:.0f} KB, int8): {split} accuracy {r['accuracy']:.4f}, "
@@ -356,8 +356,9 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _run_test_split(path, mode: str) -> str:
-    """export --results-json: the test split named by that run results file, checked before any work."""
+def _run_test_split(path, mode: str) -> tuple[str, str]:
+    """export --results-json: the test split and label set named by that run results file, checked before any
+    work."""
     if mode != "int8":
         raise ValueError(f"--results-json records an int8 export; --mode is {mode}. Fix: add --mode int8 or drop "
                          "--results-json.")
@@ -365,7 +366,7 @@ def _run_test_split(path, mode: str) -> str:
         results = json.loads(Path(path).read_text())
         if "test" not in results:
             raise KeyError("test")
-        return results["data"]["test_split"]
+        return results["data"]["test_split"], results["data"].get("label_mode", "fer2013")
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"--results-json {path}: cannot be read ({getattr(err, 'strerror', None) or err}). Fix: "
                          "pass the results file that train --results-json wrote for this model.") from None
