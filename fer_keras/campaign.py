@@ -135,6 +135,7 @@ ABLATION: dict[str, tuple[str, ...]] = {
     "ema": ("--ema", "0.99"),
     "deeper": ("--model-arg", "convs=[2,2,2]"),
     "head_max": ("--model-arg", "pool=max"),
+    "whiten": ("--model-arg", "whiten=true"),
 }
 
 

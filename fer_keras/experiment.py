@@ -66,6 +66,8 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
                           seed=run.seed, **(run.model_kwargs or {}))
         with training.dtype_policy(precision):
             net = models.build_model(run.model, **build_args)
+        if (run.model_kwargs or {}).get("whiten") and not saved:  # a resumed run loads its stem with its weights
+            models.whiten_stem(net, train.x)
         steps_per_epoch = -(-len(train.y) // run.batch_size)
         lr, schedule, budget_s = run.learning_rate, None, None
         if run.budget_minutes:

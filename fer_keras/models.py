@@ -360,7 +360,7 @@ def build_tiny_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, au
 
 def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, augment: str = "basic",
                     width: int = 32, widths=None, convs=(1, 2, 2), stem_kernel: int = 4, pool: str = "avg",
-                    seed: int | None = None, name: str = "speed_cnn") -> keras.Model:
+                    whiten: bool = False, seed: int | None = None, name: str = "speed_cnn") -> keras.Model:
     """The speed recipe's network (notebook 17), chosen by measured accuracy per CPU-second, not by FLOPs.
 
     A 4x4 stride-2 conv stem halves 48x48 to 24x24 at once (on this CPU the layers at full resolution
@@ -374,10 +374,14 @@ def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, a
     BatchNorm momentum is 0.9, not Keras' 0.99: a budget run has only a few hundred steps per epoch, and with
     0.99 the moving variance still carried 13 % of its initial 1.0 after the first epoch, far above the real
     variance, so the model in inference mode predicted one class for every face (measured: 17 % validation
-    accuracy against 35 % in training)."""
+    accuracy against 35 % in training).
+
+    whiten: the stem's filters are frozen, to be set by `whiten_stem` from the training faces before training
+    (airbench's patch-whitening initialisation; the training code does it when this flag is set)."""
     widths = tuple(widths or (width, 2 * width, 4 * width))
     inputs, x = _stem(input_size, augment, seed)
-    x = layers.Conv2D(widths[0], stem_kernel, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.Conv2D(widths[0], stem_kernel, strides=2, padding="same", use_bias=False, name="stem_conv",
+                      trainable=not whiten)(x)
     x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(momentum=0.9, name="stem_bn")(x))
     for stage, (filters, n) in enumerate(zip(widths, convs), start=1):
         for i in range(1, n + 1):
@@ -421,6 +425,32 @@ def build_model(name: str, **kwargs) -> keras.Model:
     if name not in ("small_cnn", "tiny_cnn", "speed_cnn") and "name" not in kwargs:
         model.name = name
     return model
+
+
+def whiten_stem(net: keras.Model, faces, layer: str = "stem_conv", eps: float = 5e-4, n: int = 2000) -> None:
+    """Patch-whitening initialisation (hlb-CIFAR10 / airbench: 'the single most impactful feature'): set the
+    `layer` conv's filters to the eigenvectors of the covariance of its input patches, each scaled by
+    1 / sqrt(eigenvalue + eps) and paired with its negative, so its outputs start decorrelated with unit
+    variance. Patches come from the first `n` of `faces` (uint8, as the model takes them) as that layer sees
+    them in inference mode (rescaled, not augmented). The conv needs filters = 2 x the patches it keeps (the
+    largest eigenvalues first): at most 2 x kernel area x channels."""
+    import numpy as np
+
+    conv = net.get_layer(layer)
+    kh, kw = conv.kernel_size
+    sh, sw = conv.strides
+    channels = conv.input.shape[-1]
+    dim, keep = kh * kw * channels, conv.filters // 2
+    if conv.filters % 2 or keep > dim:
+        raise ValueError(f"whiten_stem: {layer} has {conv.filters} filters; whitening {kh}x{kw}x{channels} patches "
+                         f"gives an even number up to {2 * dim}. Fix: a stem width of at most {2 * dim}.")
+    x = keras.Model(net.inputs, conv.input).predict(np.asarray(faces[:n]), batch_size=256, verbose=0)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, dim).astype(np.float64)  # (kh, kw, C): Keras order
+    values, vectors = np.linalg.eigh(np.cov(patches, rowvar=False))
+    top = vectors[:, ::-1][:, :keep] / np.sqrt(values[::-1][:keep] + eps)
+    kernel = np.concatenate([top, -top], axis=1).reshape(kh, kw, channels, conv.filters)
+    conv.kernel.assign(kernel.astype(conv.kernel.dtype))
 
 
 def trainable_params(model: keras.Model) -> int:

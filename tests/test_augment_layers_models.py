@@ -172,3 +172,22 @@ def test_new_head_keeps_the_shared_classes_and_fresh_restarts_every_weight():
     fresh = models.new_head(net, config.FER2013_CLASSES, ck, fresh=True)
     assert fresh.output_shape == (None, len(ck)) and len(fresh.get_weights()) == len(tuned.get_weights())
     assert not any(np.allclose(a, b) for a, b in zip(tuned.get_weights()[:-2], fresh.get_weights()[:-2]))
+
+
+def test_whitened_stem_decorrelates_its_patches_and_stays_frozen():
+    from fer_keras import data
+
+    faces = data.load_sample(["Training"])["Training"].x
+    net = models.build_model("speed_cnn", whiten=True, seed=0)
+    plain = models.build_model("speed_cnn", seed=0)
+    assert models.trainable_params(plain) - models.trainable_params(net) == 4 * 4 * 1 * 32  # the stem is frozen
+    models.whiten_stem(net, faces)
+    out = keras.Model(net.inputs, net.get_layer("stem_conv").output).predict(faces[:200], verbose=0)
+    inner = out[:, 1:-1, 1:-1, :16].reshape(-1, 16)  # 'same' padding: the border patches hold zeros
+    cov = np.cov(inner, rowvar=False)
+    assert np.abs(cov - np.diag(np.diag(cov))).max() < 0.05  # decorrelated
+    # unit variance, less where an eigenvalue is near eps (5e-4): variance lambda / (lambda + eps)
+    assert np.all(np.diag(cov)[:8] > 0.75) and np.all(np.diag(cov) < 1.1) and np.all(np.diff(np.diag(cov)[:8]) < 0.1)
+    np.testing.assert_allclose(out[..., 16:], -out[..., :16], atol=1e-5)  # each filter and its negative
+    with pytest.raises(ValueError, match="a stem width of at most 32"):
+        models.whiten_stem(models.build_model("speed_cnn", width=48, whiten=True), faces)

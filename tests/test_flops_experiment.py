@@ -143,3 +143,14 @@ def test_cross_label_metrics_match_by_class_name(tmp_path):
     m = evaluation.cross_label_metrics(happy, test, "ferplus8")
     assert m["accuracy"] == pytest.approx(np.mean(test.y == names8.index("happy")))
     assert m["recall"]["happy"] == 1.0 and m["recall"]["contempt"] == 0.0
+
+
+def test_a_whitened_run_trains_with_its_stem_set_from_the_faces_and_kept(tmp_path):
+    from fer_keras import modelfile
+
+    r = experiment.train_and_evaluate("speed_cnn", "sample", epochs=1, batch_size=64, out_dir=tmp_path / "w",
+                                      model_kwargs={"whiten": True}, verbose=0)
+    kernel = keras.ops.convert_to_numpy(modelfile.load_model(tmp_path / "w" / "model.keras").keras_model
+                                        .get_layer("stem_conv").kernel)
+    np.testing.assert_allclose(kernel[..., 16:], -kernel[..., :16])  # the whitening pairs, untouched by training
+    assert r["config"]["model_kwargs"] == {"whiten": True} and r["trainable_params"] < r["params"]
