@@ -130,16 +130,21 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 SHIPPED = ("tiny", "accurate")
 
 
-def shipped_model(name: str = "tiny", suffix: str = ".keras", folder=None) -> Path:
-    """The shipped model called `name`: its .keras file in pretrained/, or (suffix='.tflite') its int8 export."""
+def shipped_name(path) -> str:
+    """The name a shipped .keras file answers to (its record's shipped_as; 'tiny' for a file without one)."""
     from fer_keras import modelfile
 
+    return modelfile.read_metadata(path).get("shipped_as", "tiny")
+
+
+def shipped_model(name: str = "tiny", suffix: str = ".keras", folder=None) -> Path:
+    """The shipped model called `name`: its .keras file in pretrained/, or (suffix='.tflite') its int8 export."""
     if name not in SHIPPED:
         raise ImageError(f"no shipped model is called {name!r}. Fix: choose one of {', '.join(SHIPPED)}, or pass "
                          "a .keras or .tflite file.")
     folder = Path(folder or PRETRAINED_DIR)
     for path in sorted(folder.glob("*.keras")):
-        if modelfile.read_metadata(path).get("shipped_as", "tiny") == name:
+        if shipped_name(path) == name:
             return path if suffix == ".keras" else path.with_name(f"{path.stem}_int8.tflite")
     raise ImageError(f"no {name!r} model is shipped in {folder}. Fix: " + (
         "drop --model to use the default, or pass a .keras or .tflite file." if name != "tiny" else

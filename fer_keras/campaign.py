@@ -197,7 +197,9 @@ def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dic
                     "train_seconds": saved.get("train_seconds") or 0.0,
                     "trained_min": round((saved.get("train_seconds") or 0) / 60, 1), "state": str(state)}
         else:
-            row |= {"status": "to do", "waits_for": [f for f in run.inputs() if not Path(f).is_file()]}
+            row |= {"status": "to do"}
+        if row["status"] != "done":
+            row["waits_for"] = [f for f in run.inputs() if not Path(f).is_file()]
         rows.append(row)
     return rows
 
@@ -246,7 +248,7 @@ def run_next(minutes: float, plan=PLAN, results_dir=REPO / "results", runs_dir="
             print(f"{row['name']}: done, skipped ({row['results']})", flush=True)
             _after_done(run, results_dir, runs_dir, dry_run, ran)
             continue
-        missing = [f for f in run.inputs() if not Path(f).is_file()]
+        missing = row.get("waits_for")
         if missing:
             print(f"{run.name}: waits for {', '.join(missing)} (an earlier run makes it); skipped", flush=True)
             continue
@@ -270,15 +272,16 @@ def run_next(minutes: float, plan=PLAN, results_dir=REPO / "results", runs_dir="
     return ran
 
 
-def _after_done(run: PlannedRun, results_dir, runs_dir, dry_run: bool, ran: list) -> bool:
-    """What a done run still owes: its model copied into results/ (keep_model), its int8 record (int8). False
-    when the int8 export failed (said on stderr; the campaign goes on, and the next `run` tries it again)."""
+def _after_done(run: PlannedRun, results_dir, runs_dir, dry_run: bool, ran: list) -> None:
+    """What a done run still owes: its model copied into results/ (keep_model), its int8 record (int8). A failed
+    export is said on stderr; the campaign goes on, and the next `run` tries it again."""
     model, kept = run.out_dir(runs_dir) / "model.keras", Path(results_dir) / f"{run.name}.keras"
     if run.keep_model and not kept.is_file() and model.is_file() and not dry_run:
         shutil.copyfile(model, kept.with_name(kept.name + ".tmp"))
         kept.with_name(kept.name + ".tmp").replace(kept)
         print(f"{run.name}: model kept as {kept}", flush=True)
-    return not _needs_int8(run, results_dir) or _record_int8(run, results_dir, runs_dir, dry_run, ran)
+    if _needs_int8(run, results_dir):
+        _record_int8(run, results_dir, runs_dir, dry_run, ran)
 
 
 def int8_command(run: PlannedRun, results_dir, runs_dir="runs") -> list[str]:
@@ -294,19 +297,18 @@ def _needs_int8(run: PlannedRun, results_dir) -> bool:
     return run.int8 and path.is_file() and "int8" not in json.loads(path.read_text())
 
 
-def _record_int8(run: PlannedRun, results_dir, runs_dir, dry_run: bool, ran: list) -> bool:
-    """Run int8_command for `run` (print only when dry_run); False when it failed."""
+def _record_int8(run: PlannedRun, results_dir, runs_dir, dry_run: bool, ran: list) -> None:
+    """Run int8_command for `run` (print only when dry_run)."""
     cmd = int8_command(run, results_dir, runs_dir)
     print(" ".join(["python"] + cmd[1:]), flush=True)
     if dry_run:
         ran.append({"name": run.name, "command": cmd})
-        return True
+        return
     done = subprocess.run(cmd)
     ran.append({"name": run.name, "command": cmd, "returncode": done.returncode})
     if done.returncode != 0:
         print(f"campaign: the int8 export of {run.name} exited {done.returncode} (its error is above); going on "
               "without its int8 record", file=sys.stderr)
-    return done.returncode == 0
 
 
 def save_states(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[str]:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from fer_keras.apply import SHIPPED
+from fer_keras.apply import SHIPPED, shipped_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,12 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 def shipped_files(folder: Path, slot: str) -> list[Path]:
     """The files in `folder` that shipping under `slot` replaces: that name's .keras files and their int8 exports,
     .keras files the kit cannot read, and .tflite files whose .keras is gone."""
-    from fer_keras import modelfile
-
     old = []
     for path in folder.glob("*.keras"):
         try:
-            mine = modelfile.read_metadata(path).get("shipped_as", "tiny") == slot
+            mine = shipped_name(path) == slot
         except ValueError:
             mine = True  # not a kit model file: nothing ships it
         if mine:
