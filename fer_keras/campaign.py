@@ -136,6 +136,9 @@ ABLATION: dict[str, tuple[str, ...]] = {
     "deeper": ("--model-arg", "convs=[2,2,2]"),
     "head_max": ("--model-arg", "pool=max"),
     "whiten": ("--model-arg", "whiten=true"),
+    # random 40x40 crops of the 48x48 faces in training (31 % fewer FLOPs a face, so more epochs in the budget),
+    # scored on the ten 40x40 crops (the centre crop alone is recorded too)
+    "crop40": ("--input-size", "40", "--tta", "ten_crop"),
 }
 
 

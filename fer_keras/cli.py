@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--results-json", help="also copy results.json here (e.g. results/<run>.json)")
 
     ev = sub.add_parser("evaluate", help="evaluate a .keras/.tflite model on one split")
-    ev.add_argument("model", help="a .keras or .tflite file saved by the kit")
+    ev.add_argument("model", nargs="+", help="a .keras or .tflite file saved by the kit; several: their ensemble "
+                                             "(logits averaged), each member scored too")
     _add_data_args(ev)
     ev.add_argument("--split", default="PublicTest", choices=["Training", "PublicTest", "PrivateTest"])
     ev.add_argument("--ten-crop", action="store_true", help="ten-crop TTA (models with input < 48)")
@@ -345,7 +346,7 @@ def cmd_export(args) -> int:
     out = Path(args.out) if args.out else Path(args.model).with_name(f"{Path(args.model).stem}_{args.mode}.tflite")
     if split:
         results = compress.record_int8(args.results_json, args.model, out, faces, splits[split], args.calibration,
-                                       strict=not args.allow_float, command=" ".join(["python", "-m", "fer_keras"] + sys.argv[1:]),
+                                       strict=not args.allow_float, command=" ".join(args.invocation),
                                        **provenance.load())
         r = results["int8"]
         print(f"wrote {out} ({r['kb']:.0f} KB, int8): {split} accuracy {r['accuracy']:.4f}, "
@@ -462,7 +463,7 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
 def cmd_train(args) -> int:
     from fer_keras import experiment
 
-    command = ["python", "-m", "fer_keras"] + sys.argv[1:]
+    command = args.invocation
     if args.resume:
         results = experiment.resume_run(args.resume, args.time_limit, command=command, started=STARTED,
                                         devices=args.devices)
@@ -499,16 +500,21 @@ def cmd_evaluate(args) -> int:
     from fer_keras import evaluation
 
     tta = "ten_crop" if args.ten_crop else "flip" if args.flip else "none"
-    metrics = evaluation.evaluate_file(args.model, args.data, args.split, tta)
-    _print_summary(metrics, f"{args.model} on {args.split}")
+    metrics = evaluation.evaluate_files(args.model, args.data, args.split, tta)
+    for path, member in metrics.get("members", {}).items():
+        print(f"{path} on {args.split}: accuracy {member['accuracy']:.4f}, macro-F1 {member['macro_f1']:.4f}")
+    name = " + ".join(Path(p).name for p in args.model)
+    _print_summary(metrics, f"{'ensemble of ' if len(args.model) > 1 else ''}{' + '.join(args.model)} on {args.split}")
     if args.json:
+        from fer_keras.provenance import provenance
         from fer_keras.training import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(metrics, indent=1))
+        record = metrics | {"provenance": provenance(args.invocation)}
+        atomic_write_text(args.json, json.dumps(record, indent=1))
     if args.report_dir:
         from fer_keras.experiment import write_metrics_report
 
-        write_metrics_report(metrics, args.report_dir, f"{Path(args.model).name} on {args.split}")
+        write_metrics_report(metrics, args.report_dir, f"{name} on {args.split}")
     return 0
 
 
@@ -533,6 +539,7 @@ def main(argv=None) -> int:
     from fer_keras.modelfile import ModelFileError
 
     args = build_parser().parse_args(argv)
+    args.invocation = ["python", "-m", "fer_keras"] + list(sys.argv[1:] if argv is None else argv)  # provenance
     try:
         check_outputs(args)
     except ValueError as err:

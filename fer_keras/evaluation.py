@@ -1,7 +1,8 @@
 """Evaluation: predictions (single, flip or ten-crop), scikit-learn metrics, the evaluate contract.
 
 `evaluate_file(MODEL, data, split)` works for any `.keras` or `.tflite` file the kit saves and
-returns at least accuracy, macro_f1, per_class, confusion_matrix, n and ten_crop.
+returns at least accuracy, macro_f1, per_class, confusion_matrix, n and ten_crop; `evaluate_files` scores
+several as one ensemble.
 """
 
 from __future__ import annotations
@@ -78,6 +79,36 @@ def evaluate_model(loaded: modelfile.LoadedModel, split: data.Split, tta: str = 
     metrics["tta"] = tta
     # Per face, in split order: so that two runs' files alone give a paired test (paired_test_from_metrics).
     metrics["y_true"], metrics["y_pred"] = encode_classes(y_hard), encode_classes(probs.argmax(axis=1))
+    return metrics
+
+
+def evaluate_files(model_paths, source="sample", split="PublicTest", tta="none") -> dict:
+    """`evaluate_file` for one model; for several, their ensemble: the members' logits averaged (the signal a
+    student distils from, training.teacher_logits), then the TTA views' probabilities averaged as for one model.
+    The ensemble's metrics, with each member's own under 'members' ({path: metrics}). Members must share the
+    label set and input size; otherwise one clear error names the one that differs."""
+    paths = [str(p) for p in model_paths]
+    if len(paths) == 1:
+        return evaluate_file(paths[0], source, split, tta)
+    if len(set(paths)) < len(paths):
+        raise ValueError(f"{' '.join(paths)}: a model is named twice. Fix: name each ensemble member once.")
+    members = {p: evaluate_file(p, source, split, tta) for p in paths}
+    loaded = [modelfile.load_model(p) for p in paths]
+    first = loaded[0].metadata
+    for p, m in zip(paths[1:], loaded[1:]):
+        for key in ("class_names", "input_size"):
+            if m.metadata.get(key) != first.get(key):
+                raise ValueError(f"{p}: its {key} {m.metadata.get(key)} differs from {paths[0]}'s {first.get(key)}. "
+                                 "Fix: ensemble models of one label set and input size.")
+    test = data.load_dataset(source, first.get("label_set", "fer2013"), usages=[split])[split]
+    probs = predict_proba(lambda v: np.mean([m.predict(v) for m in loaded], axis=0), test.x,
+                          first["input_size"][0], tta)
+    metrics = classification_metrics(test.y, probs, first["class_names"])
+    metrics.update({"binary_accuracy_s004": binary_accuracy(data.hard_labels(test.y), probs),
+                    "ten_crop": tta == "ten_crop", "tta": tta, "model_files": paths, "data": str(source),
+                    "split": split, "label_set": first.get("label_set", "fer2013"), "members": members,
+                    "y_true": encode_classes(data.hard_labels(test.y)), "y_pred": encode_classes(probs.argmax(1)),
+                    "ensemble": "mean of the members' logits per view"})
     return metrics
 
 

@@ -475,7 +475,8 @@ def speedrun_table(folder) -> pd.DataFrame:
 def ablation_table(folder, baseline: str | None = None) -> pd.DataFrame:
     """Notebook 17's ablation: one row per run in `folder` (results JSONs of one recipe with one change each, at
     one budget): what changed against `baseline`, the budget, epochs reached, the final validation accuracy (the
-    number the choice is made on) and the PublicTest accuracy (reported, never used to choose)."""
+    number the choice is made on) and the PublicTest accuracy (reported, never used to choose), single view and with
+    the run's test-time augmentation."""
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
     base = runs.get(baseline, {}).get("config", {}) if baseline else {}
     rows = {}
@@ -487,6 +488,7 @@ def ablation_table(folder, baseline: str | None = None) -> pd.DataFrame:
                       "budget min": cfg.get("budget_minutes"), "seed": cfg["seed"], "epochs": r["epochs_run"],
                       "val accuracy": round(hist["val_accuracy"][-1], 4) if hist.get("val_accuracy") else None,
                       "test accuracy": round(r.get("test_single_crop", r["test"])["accuracy"], 4),
+                      "test with its TTA": round(r["test"]["accuracy"], 4), "TTA": r["test"].get("tta", "none"),
                       "ran beside it": r["provenance"].get("load", {}).get("concurrent", "not stated")}
     return pd.DataFrame.from_dict(rows, orient="index")
 

@@ -91,3 +91,23 @@ def test_speedrun_table_says_what_each_run_changed_against_the_recipe(tmp_path):
     assert list(table.index) == ["combo", "recipe"] and table.loc["recipe", "changed"] == "(the recipe)"
     assert table.loc["combo", "changed"] == "learning_rate=0.004, model_kwargs={'width': 24}, val_fraction=0.0"
     assert table.loc["combo", "accuracy"] == 0.61 and table.loc["combo", "accuracy (flip TTA)"] == 0.62
+
+
+def test_ablation_table_names_each_change_and_scores_single_view_and_with_tta(tmp_path):
+    import json
+
+    from fer_keras import experiment
+
+    cfg = experiment.SPEED_RECIPE | {"model_kwargs": None, "seed": 0, "budget_minutes": 6.0, "input_size": None}
+    single = {"accuracy": 0.56, "tta": "none"}
+    base = {"config": cfg, "test": {"accuracy": 0.57, "tta": "flip"}, "test_single_crop": single, "epochs_run": 5,
+            "history": {"val_accuracy": [0.40, 0.55]}, "provenance": {"load": {"concurrent": "nothing"}}}
+    crop = base | {"config": cfg | {"input_size": 40, "tta": "ten_crop"}, "epochs_run": 7,
+                   "test": {"accuracy": 0.59, "tta": "ten_crop"}, "test_single_crop": single | {"accuracy": 0.575}}
+    for name, run in (("baseline", base), ("crop40", crop)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(run))
+    table = experiment.ablation_table(tmp_path, baseline="baseline")
+    assert table.loc["baseline", "changed"] == "(baseline)" and table.loc["crop40", "changed"] == "tta=ten_crop, input_size=40"
+    assert table.loc["crop40", ["epochs", "val accuracy", "test accuracy", "test with its TTA", "TTA"]].tolist() == [
+        7, 0.55, 0.575, 0.59, "ten_crop"]
+    assert table.loc["baseline", "TTA"] == "flip" and table.loc["baseline", "ran beside it"] == "nothing"

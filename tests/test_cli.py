@@ -38,6 +38,30 @@ def test_evaluate_contract_json(trained_run, tmp_path, capsys):
     assert "macro-F1" in capsys.readouterr().out
 
 
+def test_evaluate_several_models_scores_their_mean_logits_and_each_member(trained_run, tmp_path, capsys):
+    import numpy as np
+
+    from fer_keras import data, evaluation, modelfile
+    from fer_keras.apply import shipped_model
+
+    paths = [str(trained_run / "model.keras"), str(shipped_model("tiny", ".keras"))]
+    out = tmp_path / "ens.json"
+    assert cli.main(["evaluate", *paths, "--flip", "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    test = data.load_dataset("sample", "fer2013", usages=["PublicTest"])["PublicTest"]
+    members = [modelfile.load_model(p) for p in paths]
+    by_hand = [np.mean([m_.predict(data.to_model_input(v)) for m_ in members], axis=0)
+               for v in (test.x, test.x[:, :, ::-1])]
+    expected = np.mean([evaluation.softmax(z) for z in by_hand], axis=0).argmax(1)
+    assert m["accuracy"] == pytest.approx(float(np.mean(expected == test.y)))
+    assert list(m["members"]) == paths and m["tta"] == "flip" and m["n"] == 350
+    assert all(m["members"][p]["accuracy"] == evaluation.evaluate_file(p, tta="flip")["accuracy"] for p in paths)
+    assert m["provenance"]["command"].startswith("python -m fer_keras evaluate ")
+    assert "ensemble of" in capsys.readouterr().out
+    assert cli.main(["evaluate", paths[0], paths[0]]) == 2
+    assert "named twice" in capsys.readouterr().err
+
+
 def test_evaluate_on_full_kaggle_csv_private_test(trained_run, tmp_path):
     csv = write_fer_csv(tmp_path / "fer2013.csv", fer_rows((2, 2, 3)))
     out = tmp_path / "p.json"
