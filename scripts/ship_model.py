@@ -34,6 +34,13 @@ def shipped_files(folder: Path, slot: str) -> list[Path]:
     return sorted({p for p in old if p.is_file()})
 
 
+def results_name(path) -> str:
+    """A results file as the README names it: results/<path inside results/> (subfolders kept)."""
+    path = Path(path).resolve()
+    inside = REPO / "results"
+    return f"results/{path.relative_to(inside).as_posix() if path.is_relative_to(inside) else path.name}"
+
+
 def main(argv=None) -> int:
     from fer_keras import compress, data, modelfile
 
@@ -61,7 +68,7 @@ def main(argv=None) -> int:
         "trained_on": f"FER2013 Training ({results['data']['train_n']} faces), {results['epochs_run']} epochs on "
                       f"{results['provenance']['hardware'].get('cpu_count')} CPU cores" + teacher,
         "reported_accuracy": f"PublicTest accuracy {acc:.4f}, macro-F1 {results['test']['macro_f1']:.4f} "
-                             f"(n={results['test']['n']}; results/{Path(args.results_json).name})",
+                             f"(n={results['test']['n']}; {results_name(args.results_json)})",
         "commit": results["provenance"].get("commit"), "shipped_as": args.slot}
     out = Path(args.dest)
     out.mkdir(exist_ok=True)

@@ -155,3 +155,11 @@ def test_readme_row_of_a_budget_run_says_its_wall_time_or_that_it_spanned_sessio
     assert "20 min budget: 4 ep, 19.5 min wall" in row and "family 25 model 1, avx2" in row
     resumed = reporting.training_rows({"two": base | {"resumed_from_epoch": 2, "wall_seconds": 360.0}})[2]
     assert "20 min budget: 4 ep, 20.0 min training over sessions (resumed at epoch 2)" in resumed
+
+
+def test_an_ensemble_file_renders_its_accuracy_and_each_members():
+    r = {"members": {"a/t1.keras": {"accuracy": 0.66}, "t2.keras": {"accuracy": 0.655}}, "accuracy": 0.68,
+         "macro_f1": 0.61, "split": "PublicTest", "n": 3589, "tta": "flip", "ensemble": "mean of the members' logits"}
+    line, = reporting.other_rows({"distill/teachers": r})
+    assert line.startswith("- **Ensemble of 2** on PublicTest (n=3589, flip TTA; mean of the members' logits): 68.00 %")
+    assert "`t1.keras` 66.00 %; `t2.keras` 65.50 %" in line and "`results/distill/teachers.json`" in line

@@ -155,6 +155,14 @@ def test_ship_model_records_the_teacher_and_the_int8_numbers(tmp_path):
                             "--calibration", "16", "--dest", str(dest)]) == 0  # replaces tiny, keeps accurate
     assert sorted(p.name for p in dest.iterdir()) == ["mid.keras", "mid_int8.tflite", "tiny2.keras",
                                                       "tiny2_int8.tflite"]
+    # the README's shipped-models table: each file by its name, its run's numbers from the results file it names
+    from fer_keras import reporting
+
+    int8 = json.loads((tmp_path / "r.json").read_text())["int8"]
+    rows = reporting.shipped_rows(dest, results_dir=tmp_path)
+    assert len(rows) == 4 and rows[2].startswith("| `accurate` | `mid.keras` |") and "`tiny` | `tiny2.keras`" in rows[3]
+    assert f"| {int8['kb']:.0f} KB | {100 * int8['accuracy']:.2f} % |" in rows[3] and "`results/r.json`" in rows[3]
+    assert ship_model.results_name(REPO / "results" / "speedrun" / "x.json") == "results/speedrun/x.json"
 
 
 def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_skipped(tmp_path, capsys):
