@@ -104,8 +104,9 @@ DISTILL_PLAN = {
 # holds 0.01 for 80 epochs; the heaviest models get 1-4 epochs an hour here).
 PLAN: tuple[PlannedRun, ...] = tuple(
     [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16) for s in (0, 1)]
+    # the 2-hour models are issue 18's teachers and its mid-size ('accurate') candidates: int8 recorded too
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
-                  keep_model=True) for s in (0, 1)]
+                  keep_model=True, int8=True) for s in (0, 1)]
     + [PlannedRun(f"distill/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18, int8=True,
                   keep_model=True) for name, teachers in DISTILL_PLAN.items()]
     + _s004(20)

@@ -140,6 +140,8 @@ def test_the_plan_is_valid_train_commands_in_order():
     assert [r.inputs() for r in students][0] == [] and len(students[1].inputs()) == 2  # alone, then distilled
     assert all(dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg) == {"width": 18}
                for r in students)
+    teachers = [r for r in campaign.PLAN if r.name.startswith("speedrun/budget120")]  # issue 18's teachers
+    assert len(teachers) == 2 and all(r.int8 and r.keep_model for r in teachers + students)
     papers = [r for r in campaign.PLAN if r.step[:2] in ("08", "09", "10")]
     assert papers and all(r.int8 and r.kind == "budget" and r.minutes == 60 for r in papers)
     for run in papers:
