@@ -163,11 +163,19 @@ def _ckplus_cv_row(name: str, r: dict) -> str:
             f"{100 * s['std_accuracy']:.2f}{leaky}{scratch}{pending} (`results/{name}.json`).")
 
 
+def _input_pipeline_row(name: str, r: dict) -> str:
+    return (f"- **Input pipeline on this CPU** ({r['augmentations']}; {r['images']:,} faces, batch {r['batch_size']}): "
+            f"the kit's PyDataset + in-model `RandomFaceAffine` {r['kit_pydataset_inmodel_augmentation_images_per_s']:,.0f}"
+            f" faces/s, `ImageDataGenerator.flow` {r['legacy_imagedatagenerator_images_per_s']:,.0f} faces/s, "
+            f"{r['speedup']:.1f}× (`results/{name}.json`).")
+
+
 # A results file that is not a training run -> its README line, by the start of its name; `fer` first, then the
 # rest in name order.
 OTHER_ROWS = {"fer_package_baseline": _fer_package_row, "compress_": _compress_row,
               "predict_throughput": _predict_throughput_row, "explain_": _explain_row,
-              "distillation": _distillation_row, "ckplus_cv": _ckplus_cv_row}
+              "distillation": _distillation_row, "ckplus_cv": _ckplus_cv_row,
+              "input_pipeline": _input_pipeline_row}
 
 
 def _ensemble_row(name: str, r: dict) -> str:
