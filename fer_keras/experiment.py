@@ -447,10 +447,21 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
             "provenance": provenance.provenance(command)}
 
 
+def run_minutes(r: dict) -> float:
+    """A run's minutes from start to test. One session: its wall clock. A run resumed across sessions
+    (resumed_from_epoch) records only its last session's wall clock: its training seconds over all sessions plus
+    the last session's start-up, load, save and test (earlier sessions' start-up is not recorded, about a minute
+    each)."""
+    if not r.get("resumed_from_epoch"):
+        return r["wall_seconds"] / 60
+    phases = r.get("phase_seconds", {})
+    return (r["train_seconds"] + phases.get("start_up_and_load", 0) + phases.get("save_and_test", 0)) / 60
+
+
 def speedrun_table(folder) -> pd.DataFrame:
     """Notebook 17's table from results/speedrun/*.json: one row per budget run (what it changed against the
-    speed recipe, budget, seed, wall minutes, epochs, PublicTest accuracy single and with flip TTA, macro-F1, CPU,
-    what else ran)."""
+    speed recipe, budget, seed, minutes (run_minutes), the epoch a resumed run went on from, epochs, PublicTest
+    accuracy single and with flip TTA, macro-F1, CPU, what else ran)."""
     recipe = RunConfig(**step_config("17_speed", "full")).record()
     rows = {}
     for path in sorted(Path(folder).glob("*.json")):
@@ -463,7 +474,8 @@ def speedrun_table(folder) -> pd.DataFrame:
                    if k in recipe and k not in ("epochs", "seed", "budget_minutes") and v != recipe[k]}
         rows[path.stem] = {"changed": ", ".join(f"{k}={v}" for k, v in changed.items()) or "(the recipe)",
                            "budget min": r["config"]["budget_minutes"], "seed": r["config"]["seed"],
-                           "wall min": round(r["wall_seconds"] / 60, 2), "epochs": r["epochs_run"],
+                           "minutes": round(run_minutes(r), 2), "resumed at epoch": r.get("resumed_from_epoch"),
+                           "epochs": r["epochs_run"],
                            "accuracy": round(single["accuracy"], 4),
                            f"accuracy ({r['test']['tta']} TTA)": round(r["test"]["accuracy"], 4),
                            "macro-F1": round(r["test"]["macro_f1"], 4), "test n": r["test"]["n"],
@@ -505,9 +517,9 @@ def throughput_table(record: dict, model: str | None = None) -> pd.DataFrame:
 
 
 def speedrun_points(folder) -> dict:
-    """{model: [(wall minutes, PublicTest accuracy), ...]} of the budget runs, for viz.plot_time_to_accuracy."""
+    """{model: [(minutes (run_minutes), PublicTest accuracy), ...]} of the budget runs, for viz.plot_time_to_accuracy."""
     table = speedrun_table(folder)
     if not len(table):
         return {}
     tta = [c for c in table.columns if c.startswith("accuracy (")][0]
-    return {f"speed_cnn ({tta[len('accuracy ('):-1]})": list(zip(table["wall min"], table[tta]))}
+    return {f"speed_cnn ({tta[len('accuracy ('):-1]})": list(zip(table["minutes"], table[tta]))}

@@ -91,6 +91,13 @@ def test_speedrun_table_says_what_each_run_changed_against_the_recipe(tmp_path):
     assert list(table.index) == ["combo", "recipe"] and table.loc["recipe", "changed"] == "(the recipe)"
     assert table.loc["combo", "changed"] == "learning_rate=0.004, model_kwargs={'width': 24}, val_fraction=0.0"
     assert table.loc["combo", "accuracy"] == 0.61 and table.loc["combo", "accuracy (flip TTA)"] == 0.62
+    assert table.loc["recipe", "minutes"] == round(881 / 60, 2)
+    # a run resumed across sessions: its training over all sessions plus the last session's load and test
+    resumed = run | {"resumed_from_epoch": 35, "wall_seconds": 2858.0, "train_seconds": 7000.0,
+                     "phase_seconds": {"start_up_and_load": 40.0, "train": 2700.0, "save_and_test": 80.0}}
+    (tmp_path / "long.json").write_text(json.dumps(resumed))
+    table = experiment.speedrun_table(tmp_path)
+    assert table.loc["long", "minutes"] == round(7120 / 60, 2) and table.loc["long", "resumed at epoch"] == 35
 
 
 def test_ablation_table_names_each_change_and_scores_single_view_and_with_tta(tmp_path):
