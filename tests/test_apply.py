@@ -197,6 +197,7 @@ def test_outputs_of_same_named_inputs_never_overwrite_each_other(tmp_path, photo
 def test_shipped_models_are_found_by_name_and_a_missing_name_is_one_line(model_path, tmp_path, monkeypatch, capsys):
     assert apply.resolve_model() == apply.default_model_path() == apply.shipped_model("tiny")
     assert modelfile.read_metadata(apply.resolve_model("tiny"))["class_names"]  # the kit's own shipped file
+    assert modelfile.read_metadata(apply.resolve_model("accurate"))["shipped_as"] == "accurate"  # and the mid-size one
     assert apply.resolve_model(model_path) == model_path  # a path stays a path
     monkeypatch.setattr(apply, "PRETRAINED_DIR", tmp_path)  # a folder with no 'accurate' model
     for argv, what in ((["predict", "x.jpg", "--model", "accurate"], "no 'accurate' model is shipped"),

@@ -198,6 +198,8 @@ def test_ckplus_cv_script_refuses_a_bad_start_model_in_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "none.keras" in err and "not found" in err
     tflite = tmp_path / "m.tflite"
-    shutil.copy(REPO / "fer_keras" / "pretrained" / "fer_tiny_cnn_int8.tflite", tflite)
+    from fer_keras.apply import shipped_model
+
+    shutil.copy(shipped_model("tiny", ".tflite"), tflite)
     assert ckplus_cv.main(["--out", str(tmp_path / "cv.json"), "--init-from", str(tflite)]) == 2
     assert ".keras" in capsys.readouterr().err and not (tmp_path / "cv.json").exists()
