@@ -86,30 +86,28 @@ def evaluate_files(model_paths, source="sample", split="PublicTest", tta="none")
     """`evaluate_file` for one model; for several, their ensemble: the members' logits averaged (the signal a
     student distils from, training.teacher_logits), then the TTA views' probabilities averaged as for one model.
     The ensemble's metrics, with each member's own under 'members' ({path: metrics}). Members must share the
-    label set and input size; otherwise one clear error names the one that differs."""
+    label set and input size; otherwise one clear error names the one that differs. Each model and the split are
+    loaded once."""
     paths = [str(p) for p in model_paths]
     if len(paths) == 1:
         return evaluate_file(paths[0], source, split, tta)
     if len(set(paths)) < len(paths):
         raise ValueError(f"{' '.join(paths)}: a model is named twice. Fix: name each ensemble member once.")
-    members = {p: evaluate_file(p, source, split, tta) for p in paths}
     loaded = [modelfile.load_model(p) for p in paths]
     first = loaded[0].metadata
-    for p, m in zip(paths[1:], loaded[1:]):
+    for p, m in zip(paths, loaded):
+        _check_fer_label_set(p, m.metadata)
         for key in ("class_names", "input_size"):
             if m.metadata.get(key) != first.get(key):
                 raise ValueError(f"{p}: its {key} {m.metadata.get(key)} differs from {paths[0]}'s {first.get(key)}. "
                                  "Fix: ensemble models of one label set and input size.")
-    test = data.load_dataset(source, first.get("label_set", "fer2013"), usages=[split])[split]
-    probs = predict_proba(lambda v: np.mean([m.predict(v) for m in loaded], axis=0), test.x,
-                          first["input_size"][0], tta)
-    metrics = classification_metrics(test.y, probs, first["class_names"])
-    metrics.update({"binary_accuracy_s004": binary_accuracy(data.hard_labels(test.y), probs),
-                    "ten_crop": tta == "ten_crop", "tta": tta, "model_files": paths, "data": str(source),
-                    "split": split, "label_set": first.get("label_set", "fer2013"), "members": members,
-                    "y_true": encode_classes(data.hard_labels(test.y)), "y_pred": encode_classes(probs.argmax(1)),
-                    "ensemble": "mean of the members' logits per view"})
-    return metrics
+    label_set = first.get("label_set", "fer2013")
+    test = data.load_dataset(source, label_set, usages=[split])[split]
+    members = {p: evaluate_model(m, test, tta) for p, m in zip(paths, loaded)}
+    ensemble = modelfile.LoadedModel(None, first, lambda v: np.mean([m.predict(v) for m in loaded], axis=0))
+    return evaluate_model(ensemble, test, tta) | {
+        "model_files": paths, "data": str(source), "split": split, "label_set": label_set, "members": members,
+        "ensemble": "mean of the members' logits per view"}
 
 
 def encode_classes(y) -> str:
@@ -125,14 +123,20 @@ def decode_classes(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("ascii"), np.uint8).astype(np.int64) - ord("0")
 
 
+def _check_fer_label_set(model_path, metadata: dict) -> str:
+    """The model's label set, refused in one line unless it is FER2013's or a FER+ one."""
+    label_set = metadata.get("label_set", "fer2013")
+    if label_set not in ("fer2013",) + tuple(config.CONTEMPT_MERGE):
+        raise ValueError(f"{model_path}: label set {label_set!r} is not a FER2013/FER+ label set "
+                         "(CK+ models are evaluated per fold in notebook 14).")
+    return label_set
+
+
 def evaluate_file(model_path, source="sample", split="PublicTest", tta="none") -> dict:
     """The `evaluate` contract: any kit .keras/.tflite file on one official split of `source`
     ('sample', a FER2013 CSV or folder, or None for the full data); labels follow the model's label set."""
     loaded = modelfile.load_model(model_path)
-    label_set = loaded.metadata.get("label_set", "fer2013")
-    if label_set not in ("fer2013",) + tuple(config.CONTEMPT_MERGE):
-        raise ValueError(f"{model_path}: label set {label_set!r} is not a FER2013/FER+ label set "
-                         "(CK+ models are evaluated per fold in notebook 14).")
+    label_set = _check_fer_label_set(model_path, loaded.metadata)
     splits = data.load_dataset(source, label_set, usages=[split])
     metrics = evaluate_model(loaded, splits[split], tta)
     metrics.update({"model_file": str(model_path), "data": str(source), "split": split,
