@@ -46,6 +46,10 @@ class PlannedRun:
     issue: int = 17
     int8: bool = False  # when done, also export its model to full int8 and record size, accuracy and ms/face
     keep_model: bool = False  # when done, copy its model.keras to results/<name>.keras (to commit)
+    # The machine a series needs, so that one is not continued on a machine several times faster or slower:
+    # True: a CPU with native bf16 (AMX/AVX512-BF16; trains in mixed_bfloat16); False: one without (float32);
+    # None: any. Elsewhere the run waits.
+    bf16: bool | None = None
 
     def results_file(self, results_dir) -> Path:
         return Path(results_dir) / f"{self.name}.json"
@@ -85,6 +89,11 @@ def _s004(minutes: float = 20, width: int | None = None) -> list[PlannedRun]:
 # width: 48, about 650 k parameters and 97 MFLOPs a face, some 60 epochs in 2 hours. A choice, not a measurement.
 BUDGET120_FLAGS = ("--model-arg", "width=48")
 
+# The long run on a bf16 CPU: width 48 (as the 2-hour runs) with random 40x40 crops and ten-crop testing, the
+# augmentation the 2-hour run's over-fitting (81 % train, 66 % validation) and the 6-minute ablation pointed to.
+CROP40_FLAGS = ("--input-size", "40", "--tta", "ten_crop")
+LONG_AMX_FLAGS = BUDGET120_FLAGS + CROP40_FLAGS
+
 # Issue 18: the tiny model to ship, the speed recipe at width 18 (92 k parameters, 14 MFLOPs: under issue 18's
 # 100 k), an hour each, alone and distilled from the two 2-hour models (their mean soft labels, computed once), same
 # seed: the paired comparison. They wait until both teachers are in results/speedrun/.
@@ -93,6 +102,15 @@ DISTILL_PLAN = {
     "speed_w18_alone": (),
     "speed_w18_from_b120": ("--teacher", "results/speedrun/budget120_seed0.keras",
                             "--teacher", "results/speedrun/budget120_seed1.keras", "--precompute-teachers"),
+}
+
+# The same pair on the bf16 CPU, where an hour trains the student about 5x more epochs; its teachers are that
+# machine's long runs.
+DISTILL_PLAN_AMX = {
+    "speed_w18_alone": (),
+    "speed_w18_from_long": ("--teacher", "results/speedrun/amx/budget60_w48_crop40_seed0.keras",
+                            "--teacher", "results/speedrun/amx/budget60_w48_crop40_seed1.keras",
+                            "--precompute-teachers"),
 }
 
 # In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their
@@ -106,9 +124,20 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16) for s in (0, 1)]
     # the 2-hour models are issue 18's teachers and its mid-size ('accurate') candidates: int8 recorded too
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
-                  keep_model=True, int8=True) for s in (0, 1)]
+                  keep_model=True, int8=True, bf16=False) for s in (0, 1)]
+    # The same targets on the CPU the brief names (AVX-512 with AMX/BF16), where the recipe trains about 4-5x
+    # faster than on the AVX2-only machines above (results/train_throughput_amx.json): its own series.
+    + [PlannedRun(f"speedrun/amx/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, keep_model=True,
+                  bf16=True) for s in (0, 1)]
+    # the 6-minute ablation's validation winner on top (random 40x40 crops, ten-crop test), chosen before its test
+    + [PlannedRun(f"speedrun/amx/budget15_crop40_seed{s}", "17_speed", 15, "budget", s, CROP40_FLAGS, issue=16,
+                  keep_model=True, bf16=True) for s in (0, 1)]
+    + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_seed{s}", "17_speed", 60, "budget", s, LONG_AMX_FLAGS,
+                  issue=16, keep_model=True, int8=True, bf16=True) for s in (0, 1)]
     + [PlannedRun(f"distill/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18, int8=True,
-                  keep_model=True) for name, teachers in DISTILL_PLAN.items()]
+                  keep_model=True, bf16=False) for name, teachers in DISTILL_PLAN.items()]
+    + [PlannedRun(f"distill/amx/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18,
+                  int8=True, keep_model=True, bf16=True) for name, teachers in DISTILL_PLAN_AMX.items()]
     + _s004(20)
     + _s004(20, S004_CPU_WIDTH)
     # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,
@@ -139,7 +168,7 @@ ABLATION: dict[str, tuple[str, ...]] = {
     "whiten": ("--model-arg", "whiten=true"),
     # random 40x40 crops of the 48x48 faces in training (31 % fewer FLOPs a face, so more epochs in the budget),
     # scored on the ten 40x40 crops (the centre crop alone is recorded too)
-    "crop40": ("--input-size", "40", "--tta", "ten_crop"),
+    "crop40": CROP40_FLAGS,
 }
 
 
@@ -204,8 +233,21 @@ def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dic
             row |= {"status": "to do"}
         if row["status"] != "done":
             row["waits_for"] = [f for f in run.inputs() if not Path(f).is_file()]
+            if run.bf16 is not None and run.bf16 != _native_bf16():
+                row["waits_for"].append(NEEDS_BF16[run.bf16])
         rows.append(row)
     return rows
+
+
+NEEDS_BF16 = {True: "a CPU with native bf16 (AMX or AVX512-BF16), as the rest of its series",
+              False: "a CPU without native bf16 (float32), as the rest of its series"}
+
+
+def _native_bf16() -> bool:
+    """This CPU has native bf16 dot products (the flags training.bf16_supported reads; provenance records them)."""
+    from fer_keras import provenance
+
+    return bool({"avx512_bf16", "amx_bf16"} & set(provenance.cpu().get("flags", [])))
 
 
 def complete(run: PlannedRun, results: dict, state: dict) -> bool:
@@ -254,7 +296,7 @@ def run_next(minutes: float, plan=PLAN, results_dir=REPO / "results", runs_dir="
             continue
         missing = row.get("waits_for")
         if missing:
-            print(f"{run.name}: waits for {', '.join(missing)} (an earlier run makes it); skipped", flush=True)
+            print(f"{run.name}: waits for {', '.join(missing)}; skipped", flush=True)
             continue
         left = minutes - (time.monotonic() - start) / 60 - reserve
         if left < 2:

@@ -13,6 +13,9 @@ from pathlib import Path
 IMAGE_SIZE = 48  # FER2013, FER+ and the kit's CK+ copy are 48x48 grey
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 CROP_SIZE = 44  # the S000 ten-crop size
+# Sub-folders of results/speedrun/ that are not budget runs of the speed recipe (notebook 17 gives each its own
+# table); its other sub-folders hold one machine's budget runs each (speedrun/amx/).
+SPEEDRUN_OTHER = ("ablation", "precision")
 
 # FER2013 index order (Kaggle `emotion` column): 0 angry ... 6 neutral.
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -458,13 +458,21 @@ def run_minutes(r: dict) -> float:
     return (r["train_seconds"] + phases.get("start_up_and_load", 0) + phases.get("save_and_test", 0)) / 60
 
 
+def _cpu_name(prov: dict) -> str:
+    return "{model_name} fam {family} model {model}".format(**prov["hardware"]["cpu"])
+
+
 def speedrun_table(folder) -> pd.DataFrame:
-    """Notebook 17's table from results/speedrun/*.json: one row per budget run (what it changed against the
-    speed recipe, budget, seed, minutes (run_minutes), the epoch a resumed run went on from, epochs, PublicTest
-    accuracy single and with flip TTA, macro-F1, CPU, what else ran)."""
+    """Notebook 17's table from results/speedrun/*.json and its machine folders (results/speedrun/amx/...; not
+    config.SPEEDRUN_OTHER): one row per budget run, named by its path (what it changed against the speed recipe, budget,
+    seed, minutes (run_minutes), the epoch a resumed run went on from, epochs, PublicTest accuracy single view and
+    with the run's TTA, macro-F1, CPU, precision, what else ran)."""
     recipe = RunConfig(**step_config("17_speed", "full")).record()
+    folder = Path(folder)
+    paths = sorted(folder.glob("*.json")) + sorted(p for p in folder.glob("*/*.json")
+                                                   if p.parent.name not in config.SPEEDRUN_OTHER)
     rows = {}
-    for path in sorted(Path(folder).glob("*.json")):
+    for path in paths:
         r = json.loads(path.read_text())
         if "test" not in r or not r.get("config", {}).get("budget_minutes"):
             continue
@@ -472,15 +480,15 @@ def speedrun_table(folder) -> pd.DataFrame:
         prov = r["provenance"]
         changed = {k: v for k, v in r["config"].items()
                    if k in recipe and k not in ("epochs", "seed", "budget_minutes") and v != recipe[k]}
-        rows[path.stem] = {"changed": ", ".join(f"{k}={v}" for k, v in changed.items()) or "(the recipe)",
-                           "budget min": r["config"]["budget_minutes"], "seed": r["config"]["seed"],
-                           "minutes": round(run_minutes(r), 2), "resumed at epoch": r.get("resumed_from_epoch"),
-                           "epochs": r["epochs_run"],
-                           "accuracy": round(single["accuracy"], 4),
-                           f"accuracy ({r['test']['tta']} TTA)": round(r["test"]["accuracy"], 4),
-                           "macro-F1": round(r["test"]["macro_f1"], 4), "test n": r["test"]["n"],
-                           "cpu": "{model_name} fam {family} model {model}".format(**prov["hardware"]["cpu"]),
-                           "ran beside it": prov.get("load", {}).get("concurrent", "not stated")}
+        rows[path.relative_to(folder).with_suffix("").as_posix()] = {
+            "changed": ", ".join(f"{k}={v}" for k, v in changed.items()) or "(the recipe)",
+            "budget min": r["config"]["budget_minutes"], "seed": r["config"]["seed"],
+            "minutes": round(run_minutes(r), 2), "resumed at epoch": r.get("resumed_from_epoch"),
+            "epochs": r["epochs_run"], "accuracy": round(single["accuracy"], 4),
+            "with TTA": round(r["test"]["accuracy"], 4), "TTA": r["test"].get("tta", "none"),
+            "macro-F1": round(r["test"]["macro_f1"], 4), "test n": r["test"]["n"], "cpu": _cpu_name(prov),
+            "precision": r.get("precision_used", "float32"),
+            "ran beside it": prov.get("load", {}).get("concurrent", "not stated")}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -505,6 +513,32 @@ def ablation_table(folder, baseline: str | None = None) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def precision_table(folder) -> pd.DataFrame:
+    """Does the fast precision cost accuracy? One row per results JSON in `folder` (one recipe, seed and epoch
+    count, trained once per precision), float32 first: seconds per epoch, final validation accuracy, PublicTest
+    single view and with TTA, the exact McNemar p of its single-view predictions against float32's (same faces),
+    and its full-int8 export's size and accuracy (the saved `.keras` is float32 in both, so the export path is the
+    same)."""
+    from fer_keras import evaluation
+
+    runs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+    runs.sort(key=lambda r: r.get("precision_used") != "float32")
+    rows = {}
+    for r in runs:
+        single = r.get("test_single_crop", r["test"])
+        paired = evaluation.paired_test_from_metrics(runs[0].get("test_single_crop", runs[0]["test"]), single)
+        int8 = r.get("int8", {})
+        rows[r.get("precision_used", "float32")] = {
+            "epochs": r["epochs_run"], "s/epoch": round(r["seconds_per_epoch"], 1),
+            "val accuracy": round(r["history"]["val_accuracy"][-1], 4) if r["history"].get("val_accuracy") else None,
+            "accuracy": round(single["accuracy"], 4), "with TTA": round(r["test"]["accuracy"], 4),
+            "McNemar p vs float32": None if r is runs[0] or paired is None else round(paired["p_value"], 4),
+            "int8 KB": round(int8["kb"]) if int8 else None,
+            "int8 accuracy": round(int8["accuracy"], 4) if int8 else None, "seed": r["config"]["seed"],
+            "cpu": _cpu_name(r["provenance"]), "ran beside it": r["provenance"].get("load", {}).get("concurrent")}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def throughput_table(record: dict, model: str | None = None) -> pd.DataFrame:
     """benchmarks/train_throughput.py's record as one row per measured setting (backend, threads, allocator,
     model, precision, batch size, faces/s, GFLOP/s), fastest first; `model` keeps that model's rows only."""
@@ -517,9 +551,12 @@ def throughput_table(record: dict, model: str | None = None) -> pd.DataFrame:
 
 
 def speedrun_points(folder) -> dict:
-    """{model: [(minutes (run_minutes), PublicTest accuracy), ...]} of the budget runs, for viz.plot_time_to_accuracy."""
+    """{'speed_cnn, CPU, precision': [(minutes (run_minutes), PublicTest accuracy with the run's TTA), ...]} of
+    the budget runs, one series per machine and precision (speed differs several-fold between them), for
+    viz.plot_time_to_accuracy."""
     table = speedrun_table(folder)
-    if not len(table):
-        return {}
-    tta = [c for c in table.columns if c.startswith("accuracy (")][0]
-    return {f"speed_cnn ({tta[len('accuracy ('):-1]})": list(zip(table["minutes"], table[tta]))}
+    points: dict = {}
+    for _, row in table.iterrows():
+        label = f"speed_cnn, {row['cpu'].split(' fam')[0]}, {row['precision']}"
+        points.setdefault(label, []).append((row["minutes"], row["with TTA"]))
+    return points

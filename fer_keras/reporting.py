@@ -238,13 +238,13 @@ def shipped_rows(pretrained_dir=REPO / "fer_keras" / "pretrained", results_dir=R
     return rows
 
 
-def throughput_rows(r: dict) -> list[str]:
-    """One line per backend/threads setting of benchmarks/train_throughput.py: matmul peaks and each model's
-    fastest float32 and bf16 rates."""
+def throughput_rows(r: dict, name: str = "train_throughput") -> list[str]:
+    """One line per backend/threads setting of benchmarks/train_throughput.py's record `name` (one file per
+    machine it ran on): matmul peaks and each model's fastest float32 and bf16 rates."""
     cpu = r["provenance"]["hardware"].get("cpu", {})
-    out = [f"- **Training throughput on this CPU** (family {cpu.get('family')} model {cpu.get('model')}, flags "
-           f"{'/'.join(cpu.get('flags', [])) or 'none of AVX2/AVX-512'}; ran beside it: "
-           f"{r['provenance'].get('load', {}).get('concurrent', 'not stated')}; `results/train_throughput.json`):"]
+    out = [f"- **Training throughput on {cpu.get('model_name', 'a CPU')}** (family {cpu.get('family')} model "
+           f"{cpu.get('model')}, flags {'/'.join(cpu.get('flags', [])) or 'none of AVX2/AVX-512'}; ran beside it: "
+           f"{r['provenance'].get('load', {}).get('concurrent', 'not stated')}; `results/{name}.json`):"]
     for s in r["settings"]:
         peak = ", ".join(f"{p} {v:.0f}" for p, v in s["matmul_gflops"].items())
         best = {}
@@ -263,10 +263,15 @@ def throughput_rows(r: dict) -> list[str]:
 
 def render_readme(results_dir=REPO / "results") -> str:
     """The README's results section (between START and END) from every results file."""
+    from fer_keras import config
+
     runs, others = {}, {}
-    # campaign tracks (campaign/s004_w16/) are rows too; speedrun/ablation/ is notebook 17's table
+    # campaign tracks (campaign/s004_w16/) and the speedrun's machine folders (speedrun/amx/) are rows too;
+    # speedrun/ablation/ and speedrun/precision/ are notebook 17's tables
     for path in sorted(Path(results_dir).glob("*.json")) + sorted(Path(results_dir).glob("*/*.json")) + \
-            sorted(Path(results_dir).glob("campaign/*/*.json")):
+            sorted(Path(results_dir).glob("campaign/*/*.json")) + \
+            sorted(p for p in Path(results_dir).glob("speedrun/*/*.json")
+                   if p.parent.name not in config.SPEEDRUN_OTHER):
         r = json.loads(path.read_text())
         name = path.relative_to(results_dir).with_suffix("").as_posix()
         if "model" in r and "test" in r and "provenance" in r:
@@ -278,8 +283,8 @@ def render_readme(results_dir=REPO / "results") -> str:
              "that timed the current files):", "",
              *shipped_rows(results_dir=results_dir), "", "Every training run:", "", *training_rows(runs), ""]
     extra = other_rows(others)
-    if "train_throughput" in others:
-        extra += throughput_rows(others["train_throughput"])
+    for name in sorted(n for n in others if n.startswith("train_throughput")):
+        extra += throughput_rows(others[name], name)
     if extra:
         lines += extra + [""]
     lines.append(END)

@@ -175,3 +175,20 @@ def test_a_state_left_by_another_plan_is_started_over_not_resumed(dirs):
     assert campaign.find_state(budget_run, results, runs) == cache
     assert campaign.find_state(campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20, "budget", seed=1),
                                results, runs) is None
+
+
+def test_a_series_waits_for_its_own_kind_of_cpu(dirs, monkeypatch, capsys):
+    results, runs = dirs
+    amx = campaign.PlannedRun("speedrun/amx/b15", "17_speed", 15, "budget", bf16=True)
+    avx2 = campaign.PlannedRun("speedrun/b120", "17_speed", 120, "budget", bf16=False)
+    plain = campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20)
+    monkeypatch.setattr(campaign, "_native_bf16", lambda: False)
+    ran = campaign.run_next(90, (amx, avx2, plain), results, runs, dry_run=True)
+    assert [r["name"] for r in ran] == [avx2.name, plain.name]
+    assert f"speedrun/amx/b15: waits for {campaign.NEEDS_BF16[True]}" in capsys.readouterr().out
+    monkeypatch.setattr(campaign, "_native_bf16", lambda: True)
+    assert [r["name"] for r in campaign.run_next(90, (amx, avx2), results, runs, dry_run=True)] == [amx.name]
+    assert f"speedrun/b120: waits for {campaign.NEEDS_BF16[False]}" in capsys.readouterr().out
+    amx_runs = [r for r in campaign.PLAN if "/amx/" in r.name]
+    assert amx_runs and all(r.bf16 and r.keep_model for r in amx_runs)
+    assert all(r.bf16 is False for r in campaign.PLAN if r.name.startswith(("speedrun/budget120", "distill/speed")))
