@@ -154,8 +154,11 @@ class S000StepDecay:
 
 def distillation_loss(y_true, student_logits, teacher_logits, alpha: float = 0.1, temperature: float = 4.0):
     """Hinton et al. (2015): alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T)),
-    per sample (N,). y_true: int labels (N,). T^2 keeps the soft term's gradients on the hard term's scale."""
+    per sample (N,). y_true: int labels (N,). T^2 keeps the soft term's gradients on the hard term's scale.
+    Computed in float32: under mixed_bfloat16 a student's or a live teacher's logits may come as bfloat16, and
+    precomputed teacher logits as float32."""
     ops = keras.ops
+    student_logits, teacher_logits = ops.cast(student_logits, "float32"), ops.cast(teacher_logits, "float32")
     hard = keras.losses.sparse_categorical_crossentropy(y_true, student_logits, from_logits=True)
     p_teacher = ops.softmax(teacher_logits / temperature, axis=-1)
     log_p_teacher = ops.log_softmax(teacher_logits / temperature, axis=-1)

@@ -223,6 +223,29 @@ def test_distill_through_train_and_evaluate_with_a_cropped_teacher(tmp_path):
     assert saved.name == "tiny_cnn"  # the student is what is saved
 
 
+def test_distillation_loss_takes_bf16_logits_as_mixed_precision_gives_them():
+    rng = np.random.default_rng(0)
+    student, teacher = rng.normal(size=(6, 7)).astype("float32"), rng.normal(size=(6, 7)).astype("float32")
+    y = np.arange(6) % 7
+    exact = training.distillation_loss(y, student, teacher, 0.3, 2.0)
+    mixed = training.distillation_loss(y, keras.ops.cast(student, "bfloat16"), teacher, 0.3, 2.0)
+    assert keras.ops.convert_to_numpy(mixed).dtype == np.float32
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(mixed), keras.ops.convert_to_numpy(exact), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("precompute", [False, True])
+def test_a_student_distils_in_mixed_bfloat16(tmp_path, precompute):
+    """The kit's default on a CPU with native bf16: the student (and a live teacher) compute in bf16."""
+    from fer_keras import modelfile
+
+    teacher = models.build_model("small_cnn", width=8)
+    path = modelfile.save_model(teacher, tmp_path / "t.keras", modelfile.make_metadata(teacher))
+    r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], out_dir=tmp_path / "run",
+                                      model_kwargs={"width": 4}, precompute_teachers=precompute,
+                                      precision="mixed_bfloat16", verbose=0)
+    assert r["precision_used"] == "mixed_bfloat16" and np.isfinite(r["history"]["loss"]).all()
+
+
 def test_precomputed_teacher_logits_give_the_distillers_loss_and_metrics():
     from fer_keras import data
 
