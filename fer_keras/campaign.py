@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_keras import config
+from fer_keras import config, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_DIR = "state"  # under results/: committed run states
@@ -233,7 +233,7 @@ def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dic
             row |= {"status": "to do"}
         if row["status"] != "done":
             row["waits_for"] = [f for f in run.inputs() if not Path(f).is_file()]
-            if run.bf16 is not None and run.bf16 != _native_bf16():
+            if run.bf16 is not None and run.bf16 != provenance.native_bf16():
                 row["waits_for"].append(NEEDS_BF16[run.bf16])
         rows.append(row)
     return rows
@@ -241,13 +241,6 @@ def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dic
 
 NEEDS_BF16 = {True: "a CPU with native bf16 (AMX or AVX512-BF16), as the rest of its series",
               False: "a CPU without native bf16 (float32), as the rest of its series"}
-
-
-def _native_bf16() -> bool:
-    """This CPU has native bf16 dot products (the flags training.bf16_supported reads; provenance records them)."""
-    from fer_keras import provenance
-
-    return bool({"avx512_bf16", "amx_bf16"} & set(provenance.cpu().get("flags", [])))
 
 
 def complete(run: PlannedRun, results: dict, state: dict) -> bool:

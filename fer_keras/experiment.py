@@ -526,13 +526,14 @@ def precision_table(folder) -> pd.DataFrame:
     rows = {}
     for r in runs:
         single = r.get("test_single_crop", r["test"])
-        paired = evaluation.paired_test_from_metrics(runs[0].get("test_single_crop", runs[0]["test"]), single)
+        paired = None if r is runs[0] else \
+            evaluation.paired_test_from_metrics(runs[0].get("test_single_crop", runs[0]["test"]), single)
         int8 = r.get("int8", {})
         rows[r.get("precision_used", "float32")] = {
             "epochs": r["epochs_run"], "s/epoch": round(r["seconds_per_epoch"], 1),
             "val accuracy": round(r["history"]["val_accuracy"][-1], 4) if r["history"].get("val_accuracy") else None,
             "accuracy": round(single["accuracy"], 4), "with TTA": round(r["test"]["accuracy"], 4),
-            "McNemar p vs float32": None if r is runs[0] or paired is None else round(paired["p_value"], 4),
+            "McNemar p vs float32": None if paired is None else round(paired["p_value"], 4),
             "int8 KB": round(int8["kb"]) if int8 else None,
             "int8 accuracy": round(int8["accuracy"], 4) if int8 else None, "seed": r["config"]["seed"],
             "cpu": _cpu_name(r["provenance"]), "ran beside it": r["provenance"].get("load", {}).get("concurrent")}

@@ -63,6 +63,14 @@ def hardware() -> dict:
 
 
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 dot products; without them bf16 is emulated, and slow
+
+
+def native_bf16(flags=None) -> bool:
+    """True where the CPU has native bf16 dot products (any of BF16_FLAGS). flags: /proc/cpuinfo's flag words
+    (default: this CPU's, as cpu() reads them; none off Linux, so float32 stays)."""
+    flags = cpu().get("flags", []) if flags is None else flags
+    return any(f in flags for f in BF16_FLAGS)
 
 
 def cpu() -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fer_keras import augment, data
+from fer_keras import augment, data, provenance
 
 
 class FaceBatches(keras.utils.PyDataset):
@@ -321,12 +321,9 @@ def bf16_supported(cpuinfo: str | None = None) -> bool:
     """True where this CPU has native bf16 dot products (AVX512_BF16 or AMX-BF16 in /proc/cpuinfo's flags).
     Elsewhere bf16 is emulated and slower than float32. cpuinfo: the file's text (for tests)."""
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:  # not Linux: no way to tell cheaply, stay with float32
-            return False
+        return provenance.native_bf16()
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return provenance.native_bf16(flags)
 
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")

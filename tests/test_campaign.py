@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fer_keras import campaign, cli, config
+from fer_keras import campaign, cli, config, provenance
 
 PLAN = (campaign.PlannedRun("speedrun/b15", "17_speed", 15, "budget", 0, issue=16),
         campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20),
@@ -182,11 +182,11 @@ def test_a_series_waits_for_its_own_kind_of_cpu(dirs, monkeypatch, capsys):
     amx = campaign.PlannedRun("speedrun/amx/b15", "17_speed", 15, "budget", bf16=True)
     avx2 = campaign.PlannedRun("speedrun/b120", "17_speed", 120, "budget", bf16=False)
     plain = campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20)
-    monkeypatch.setattr(campaign, "_native_bf16", lambda: False)
+    monkeypatch.setattr(provenance, "native_bf16", lambda: False)
     ran = campaign.run_next(90, (amx, avx2, plain), results, runs, dry_run=True)
     assert [r["name"] for r in ran] == [avx2.name, plain.name]
     assert f"speedrun/amx/b15: waits for {campaign.NEEDS_BF16[True]}" in capsys.readouterr().out
-    monkeypatch.setattr(campaign, "_native_bf16", lambda: True)
+    monkeypatch.setattr(provenance, "native_bf16", lambda: True)
     assert [r["name"] for r in campaign.run_next(90, (amx, avx2), results, runs, dry_run=True)] == [amx.name]
     assert f"speedrun/b120: waits for {campaign.NEEDS_BF16[False]}" in capsys.readouterr().out
     amx_runs = [r for r in campaign.PLAN if "/amx/" in r.name]
