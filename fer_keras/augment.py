@@ -18,19 +18,27 @@ from fer_keras.layers import RandomFaceAffine
 # S004's ImageDataGenerator: rotation 20 degrees, horizontal flip, shifts 0.1 ("basic"); "strong" adds
 # its planned zoom 0.1 and multiplicative brightness [0.8, 1.2]; "full" also adds contrast 0.2.
 AUGMENT_LEVELS = ("none", "basic", "strong", "full")
+# LEVEL+erase: the level, then random erasing (Zhong et al. 2020, keras.layers.RandomErasing): with probability
+# ERASE_P one rectangle of 2-33 % of the face is filled with noise, so the model cannot lean on one face part.
+ERASE, ERASE_P = "+erase", 0.5
+AUGMENT_CHOICES = AUGMENT_LEVELS + tuple(level + ERASE for level in AUGMENT_LEVELS[1:])
 
 
 def build_augmentation(level: str = "basic", seed: int | None = None, name: str = "augment"):
-    """A Sequential of random layers for images in [0, 255] (N, H, W, 1); None for level 'none'."""
-    if level not in AUGMENT_LEVELS:
-        raise ValueError(f"augmentation level {level!r}: choose one of {AUGMENT_LEVELS}")
+    """A Sequential of random layers for images in [0, 255] (N, H, W, 1); None for level 'none'. A level may end
+    in '+erase' (AUGMENT_CHOICES): random erasing after it."""
+    if level not in AUGMENT_CHOICES:
+        raise ValueError(f"augmentation level {level!r}: choose one of {AUGMENT_CHOICES}")
     if level == "none":
         return None
-    strong = level in ("strong", "full")
+    base, erase = level.removesuffix(ERASE), level.endswith(ERASE)
+    strong = base in ("strong", "full")
     stack = [RandomFaceAffine(rotation=20, shift=0.1, zoom=0.1 if strong else 0.0, flip=True,
                               brightness=(0.8, 1.2) if strong else None, seed=seed, name="face_affine")]
-    if level == "full":
+    if base == "full":
         stack += [layers.RandomContrast(0.2, value_range=(0, 255), seed=seed)]
+    if erase:
+        stack += [layers.RandomErasing(factor=(ERASE_P, ERASE_P), value_range=(0, 255), seed=seed, name="erase")]
     return keras.Sequential(stack, name=name)
 
 

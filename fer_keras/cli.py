@@ -165,7 +165,7 @@ def _add_data_args(p):
 
 def build_parser() -> argparse.ArgumentParser:
     from fer_keras import __version__
-    from fer_keras.augment import AUGMENT_LEVELS
+    from fer_keras.augment import AUGMENT_CHOICES
     from fer_keras.recipes import STEPS
     from fer_keras.models import MODELS
 
@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model-arg", action="append", type=parse_model_arg, metavar="KEY=VALUE",
                        help="another argument for the model builder, e.g. pool=max or widths=[48,96,192] (repeatable)")
     train.add_argument("--weight-decay", type=FRACTION)
-    train.add_argument("--augment", choices=AUGMENT_LEVELS, help="default basic")
+    train.add_argument("--augment", choices=AUGMENT_CHOICES,
+                       help="default basic; LEVEL+erase adds random erasing")
     train.add_argument("--class-weights", action="store_true", default=None,
                        help="balanced class weights (scikit-learn)")
     train.add_argument("--reduce-lr", type=POSITIVE_INT, metavar="PATIENCE", help="ReduceLROnPlateau patience")
@@ -218,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precompute-teachers", action="store_true", default=None,
                        help="distillation: run the teachers once over the faces before training, not at every step "
                             "(the same signal for a student with 48-pixel input; much faster with large teachers)")
+    train.add_argument("--teacher-tta", choices=["none", "flip", "ten_crop"],
+                       help="distillation: each teacher's logits averaged over its test-time views of the whole face "
+                            "(default none; for a student with 48-pixel input)")
     train.add_argument("--time-limit", type=POSITIVE, metavar="MINUTES",
                        help="stop after the epoch that would pass this wall time and leave the run resumable "
                             "(for a session with a hard end)")
@@ -379,7 +383,7 @@ def _run_test_split(path, mode: str) -> tuple[str, str]:
 def cmd_explain(args) -> int:
     import numpy as np
 
-    from fer_keras import apply, explain, modelfile, viz
+    from fer_keras import apply, explain, modelfile, models, viz
 
     loaded = modelfile.load_model(args.model)
     if loaded.keras_model is None:
@@ -392,7 +396,8 @@ def cmd_explain(args) -> int:
             raise ValueError(f"class {args.class_name!r}: choose one of {', '.join(names)}")
         target = names.index(args.class_name)
     face = apply.center_face(apply.read_image(args.image))
-    maps, probs, crop = explain.explain_faces(loaded.keras_model, face[None], args.method, target)
+    net = models.without_tta(loaded.keras_model)  # a model with its TTA inside: explain its network, one view
+    maps, probs, crop = explain.explain_faces(net, face[None], args.method, target)
     c = int(probs[0].argmax()) if target is None else target
     title = f"{names[c]} p={probs[0][c]:.2f}"
     fig = viz.plot_saliency(crop, {args.method: maps}, titles=[title], size=2.4)
@@ -456,6 +461,7 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes", "loss": "loss",
                "lr_schedule": "lr_schedule", "teacher": "teachers", "alpha": "distill_alpha",
                "temperature": "distill_temperature", "precompute_teachers": "precompute_teachers",
+               "teacher_tta": "teacher_tta",
                "budget": "budget_minutes", "precision": "precision",
                "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup", "devices": "devices"}
 
@@ -510,6 +516,10 @@ def cmd_evaluate(args) -> int:
         from fer_keras.training import atomic_write_text
 
         record = metrics | {"provenance": provenance(args.invocation)}
+        if len(args.model) > 1:  # an ensemble's cost: its members' training runs and this evaluation
+            from fer_keras.experiment import members_minutes
+
+            record["cost"] = members_minutes(args.model, time.perf_counter() - STARTED)
         atomic_write_text(args.json, json.dumps(record, indent=1))
     if args.report_dir:
         from fer_keras.experiment import write_metrics_report

@@ -97,16 +97,19 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
                 raise ValueError(f"precomputed teacher logits need a student that sees whole faces; {run.model} "
                                  f"trains on random {net.input_shape[1]}-pixel crops. Fix: drop "
                                  "--precompute-teachers for it.")
-            teachers = [_teacher(p, net.input_shape[1]) for p in run.teachers]
+            teachers = [_teacher(p, net.input_shape[1], run.teacher_tta) for p in run.teachers]
             if run.precompute_teachers:  # the teachers run once over the faces, not at every step
                 tick = time.perf_counter()
                 train, val = (None if s is None else s._replace(y=training.pack_targets(
                     data.hard_labels(s.y), training.teacher_logits(teachers, s.x))) for s in (train, val))
                 teachers, teacher_seconds = None, round(time.perf_counter() - tick, 2)
-            fit_model = training.Distiller(net, teachers, run.distill_alpha, run.distill_temperature)
-        training.compile_model(fit_model, lr, run.optimizer, soft_labels=soft, weight_decay=run.weight_decay,
-                               loss=run.loss, focal_alpha=run.focal_alpha, focal_gamma=run.focal_gamma,
-                               label_smoothing=run.label_smoothing, ema=run.ema)
+            fit_model = training.Distiller(net, teachers, run.distill_alpha, run.distill_temperature,
+                                           label_smoothing=run.label_smoothing)
+        distilling = fit_model is not net  # a Distiller: its own loss (smoothing inside), integer labels scored
+        training.compile_model(fit_model, lr, run.optimizer, soft_labels=soft and not distilling,
+                               weight_decay=run.weight_decay, loss=run.loss, focal_alpha=run.focal_alpha,
+                               focal_gamma=run.focal_gamma, label_smoothing=0.0 if distilling else run.label_smoothing,
+                               ema=run.ema)
         weights = data.class_weights(data.hard_labels(train.y), len(class_names)) if run.class_weights else None
         best = out / "best.weights.h5"
         callbacks = training.make_callbacks(best if val is not None else None, run.reduce_lr_patience,
@@ -251,10 +254,16 @@ def resume_run(path, time_limit_minutes=None, verbose=None, command=None, starte
                               command=command, started=started, devices=devices, resume=True, state_dir=state_dir)
 
 
-def _teacher(path, size: int) -> keras.Model:
-    """A saved kit model as a frozen teacher taking the student's input size (centre-cropped if smaller)."""
+def _teacher(path, size: int, tta: str = "none") -> keras.Model:
+    """A saved kit model as a frozen teacher taking the student's input size (centre-cropped if smaller); with
+    `tta` ('flip', 'ten_crop'), the mean of its logits over those views of the whole face (a student of 48)."""
     teacher = modelfile.load_model(path).keras_model
     own = teacher.input_shape[1]
+    if tta != "none":
+        if size != config.IMAGE_SIZE:
+            raise ValueError(f"teacher TTA needs a student that sees whole {config.IMAGE_SIZE}-pixel faces; this one "
+                             f"takes {size}. Fix: drop --teacher-tta or --input-size.")
+        return models.with_tta(teacher, tta)
     if own == size:
         return teacher
     if own > size:
@@ -456,6 +465,21 @@ def run_minutes(r: dict) -> float:
         return r["wall_seconds"] / 60
     phases = r.get("phase_seconds", {})
     return (r["train_seconds"] + phases.get("start_up_and_load", 0) + phases.get("save_and_test", 0)) / 60
+
+
+def members_minutes(model_files, own_seconds: float) -> dict:
+    """What an ensemble cost from scratch: each member's training run (run_minutes of the results JSON beside its
+    .keras file: same stem, or results.json in a run folder) and this evaluation's `own_seconds`. total_minutes is
+    None when a member's run is not found (say so rather than guess)."""
+    members = {}
+    for path in model_files:
+        results = Path(path).with_suffix(".json")
+        if not results.is_file() and Path(path).name == "model.keras":
+            results = Path(path).with_name("results.json")
+        members[str(path)] = round(run_minutes(json.loads(results.read_text())), 2) if results.is_file() else None
+    known = None not in members.values()
+    return {"member_run_minutes": members, "evaluation_seconds": round(own_seconds, 1),
+            "total_minutes": round(sum(members.values()) + own_seconds / 60, 2) if known else None}
 
 
 def _cpu_name(prov: dict) -> str:

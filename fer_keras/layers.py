@@ -247,3 +247,55 @@ class ProbabilityLogits(layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"epsilon": self.epsilon}
+
+
+TTA_VIEWS = {"flip": 2, "ten_crop": 10}
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class TestTimeViews(layers.Layer):
+    """Test-time augmentation inside a model: whole faces (N, H, W, C) -> their views stacked on the batch axis,
+    view-major (V*N, size, size, C). 'flip': the centre crop at `size` (the face itself at full size) and its
+    mirror, V = 2; 'ten_crop': the four corners and the centre crop, each also mirrored, V = 10, in
+    augment.ten_crops' order. So a shipped file (and its int8 export) carries its own TTA, and its latency counts
+    every view."""
+
+    def __init__(self, tta="flip", size=40, **kwargs):
+        super().__init__(**kwargs)
+        if tta not in TTA_VIEWS:
+            raise ValueError(f"tta {tta!r}: choose one of {tuple(TTA_VIEWS)}")
+        self.tta, self.size = tta, int(size)
+
+    def call(self, x):
+        h, w, s = x.shape[1], x.shape[2], self.size
+        if s > min(h, w) or (self.tta == "ten_crop" and s == min(h, w)):
+            raise ValueError(f"{self.tta} views of size {s} need larger faces than {h}x{w}")
+        corners = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s)] if self.tta == "ten_crop" else []
+        views = [x[:, t:t + s, l:l + s, :] for t, l in corners + [((h - s) // 2, (w - s) // 2)]]
+        return ops.concatenate(views + [ops.flip(v, axis=2) for v in views], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        n = input_shape[0]
+        return (None if n is None else TTA_VIEWS[self.tta] * n, self.size, self.size, input_shape[-1])
+
+    def get_config(self):
+        return super().get_config() | {"tta": self.tta, "size": self.size}
+
+
+@keras.saving.register_keras_serializable(package="fer_keras")
+class ViewMean(layers.Layer):
+    """(V*N, C) outputs of TestTimeViews' views, view-major -> (N, C): their mean over the V views."""
+
+    def __init__(self, views=2, **kwargs):
+        super().__init__(**kwargs)
+        self.views = int(views)
+
+    def call(self, x):
+        return ops.mean(ops.reshape(x, (self.views, -1, x.shape[-1])), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        n = input_shape[0]
+        return (None if n is None else n // self.views, input_shape[-1])
+
+    def get_config(self):
+        return super().get_config() | {"views": self.views}

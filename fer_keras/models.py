@@ -14,7 +14,8 @@ from keras import layers
 
 from fer_keras import config
 from fer_keras.augment import build_augmentation
-from fer_keras.layers import CBAM, BilinearPooling, CoordinateAttention, MixedAttention
+from fer_keras.layers import (TTA_VIEWS, CBAM, BilinearPooling, CoordinateAttention, MixedAttention,
+                              TestTimeViews, ViewMean)
 
 
 def _stem(input_size: int, augment: str, seed: int | None, channels: int = 1):
@@ -360,7 +361,8 @@ def build_tiny_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, au
 
 def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, augment: str = "basic",
                     width: int = 32, widths=None, convs=(1, 2, 2), stem_kernel: int = 4, pool: str = "avg",
-                    whiten: bool = False, seed: int | None = None, name: str = "speed_cnn") -> keras.Model:
+                    whiten: bool = False, dropout: float = 0.0, seed: int | None = None,
+                    name: str = "speed_cnn") -> keras.Model:
     """The speed recipe's network (notebook 17), chosen by measured accuracy per CPU-second, not by FLOPs.
 
     A 4x4 stride-2 conv stem halves 48x48 to 24x24 at once (on this CPU the layers at full resolution
@@ -377,7 +379,8 @@ def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, a
     accuracy against 35 % in training).
 
     whiten: the stem's filters are frozen, to be set by `whiten_stem` from the training faces before training
-    (airbench's patch-whitening initialisation; the training code does it when this flag is set)."""
+    (airbench's patch-whitening initialisation; the training code does it when this flag is set).
+    dropout: a dropout rate before the logits (default none: the recipe's short budgets do not over-fit)."""
     widths = tuple(widths or (width, 2 * width, 4 * width))
     inputs, x = _stem(input_size, augment, seed)
     x = layers.Conv2D(widths[0], stem_kernel, strides=2, padding="same", use_bias=False, name="stem_conv",
@@ -393,6 +396,8 @@ def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, a
     if pool not in ("avg", "max"):
         raise ValueError(f"pool {pool!r}: choose 'avg' or 'max'")
     x = (layers.GlobalAveragePooling2D(name="gap") if pool == "avg" else layers.GlobalMaxPooling2D(name="gmp"))(x)
+    if dropout:
+        x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
     return keras.Model(inputs, layers.Dense(num_classes, dtype="float32", name="logits")(x), name=name)
 
 
@@ -453,6 +458,28 @@ def whiten_stem(net: keras.Model, faces, layer: str = "stem_conv", eps: float = 
     conv.kernel.assign(kernel.astype(conv.kernel.dtype))
 
 
+def with_tta(net: keras.Model, tta: str, face_size: int = config.IMAGE_SIZE) -> keras.Model:
+    """`net` with its test-time augmentation inside (TestTimeViews, ViewMean): the new model takes whole faces
+    (face_size x face_size) and returns the mean of `net`'s logits over the views ('flip': 2, 'ten_crop': 10), in
+    one batched call. Evaluated one view a face, it scores what `net` scores with that TTA (up to averaging logits
+    rather than probabilities), and its `.tflite` export carries the views, so its ms/face counts all of them."""
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta {tta!r}: choose one of {tuple(TTA_VIEWS)}")
+    size, channels = net.input_shape[1], net.input_shape[-1]
+    inputs = keras.Input((face_size, face_size, channels), name="image")
+    views = TestTimeViews(tta, size, dtype="float32", name="tta_views")(inputs)  # float32 under any policy
+    logits = ViewMean(TTA_VIEWS[tta], dtype="float32", name="tta_mean")(net(views))
+    return keras.Model(inputs, logits, name=f"{net.name}_{tta}")
+
+
+def without_tta(net: keras.Model) -> keras.Model:
+    """The network inside a `with_tta` model (what training, fine-tuning and saliency maps work on); any other
+    model as it is."""
+    if not any(isinstance(layer, TestTimeViews) for layer in net.layers):
+        return net
+    return next(layer for layer in net.layers if isinstance(layer, keras.Model))
+
+
 def trainable_params(model: keras.Model) -> int:
     """Trainable weights only (papers count these; count_params() adds BN moving statistics)."""
     return int(sum(int(keras.ops.size(w)) for w in model.trainable_weights))
@@ -464,6 +491,7 @@ def new_head(net: keras.Model, old_classes, new_classes, fresh: bool = False) ->
     initialiser. fresh: a twin of `net` with every weight re-initialised (the from-scratch comparison, same
     architecture and in-model augmentation)."""
     old_classes, new_classes = list(old_classes), list(new_classes)
+    net = without_tta(net)  # a shipped model with its TTA inside: fine-tune the network, score it the usual way
     if fresh:
         net = keras.models.clone_model(net)  # same graph, new initial weights
     old = net.get_layer("logits")

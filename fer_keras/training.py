@@ -152,14 +152,21 @@ class S000StepDecay:
         return float(self.lr0 * self.factor ** ((epoch - self.start) // self.every))
 
 
-def distillation_loss(y_true, student_logits, teacher_logits, alpha: float = 0.1, temperature: float = 4.0):
+def distillation_loss(y_true, student_logits, teacher_logits, alpha: float = 0.1, temperature: float = 4.0,
+                      label_smoothing: float = 0.0):
     """Hinton et al. (2015): alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T)),
-    per sample (N,). y_true: int labels (N,). T^2 keeps the soft term's gradients on the hard term's scale.
+    per sample (N,). y_true: int labels (N,); label_smoothing smooths them in the hard term (as the recipe's
+    cross-entropy does). T^2 keeps the soft term's gradients on the hard term's scale.
     Computed in float32: under mixed_bfloat16 a student's or a live teacher's logits may come as bfloat16, and
     precomputed teacher logits as float32."""
     ops = keras.ops
     student_logits, teacher_logits = ops.cast(student_logits, "float32"), ops.cast(teacher_logits, "float32")
-    hard = keras.losses.sparse_categorical_crossentropy(y_true, student_logits, from_logits=True)
+    if label_smoothing:
+        onehot = ops.one_hot(ops.cast(y_true, "int32"), ops.shape(student_logits)[-1])
+        hard = keras.losses.categorical_crossentropy(onehot, student_logits, from_logits=True,
+                                                     label_smoothing=label_smoothing)
+    else:
+        hard = keras.losses.sparse_categorical_crossentropy(y_true, student_logits, from_logits=True)
     p_teacher = ops.softmax(teacher_logits / temperature, axis=-1)
     log_p_teacher = ops.log_softmax(teacher_logits / temperature, axis=-1)
     log_p_student = ops.log_softmax(student_logits / temperature, axis=-1)
@@ -195,9 +202,14 @@ class Distiller(keras.Model):
     input as the student (same size; wrap them otherwise).
 
     teachers None: the teachers' logits were computed once (teacher_logits) and come packed in y, as
-    pack_targets(labels, logits) makes them, so no teacher runs during training."""
+    pack_targets(labels, logits) makes them, so no teacher runs during training.
 
-    def __init__(self, student, teachers=None, alpha: float = 0.1, temperature: float = 4.0, **kwargs):
+    Labels: y may be integer labels, or one-hot rows (what a label-smoothing recipe feeds); either way the loss and
+    the metrics see integer labels, so compile it with a sparse accuracy (compile_model's default), and give
+    `label_smoothing` here: it smooths the hard-label term."""
+
+    def __init__(self, student, teachers=None, alpha: float = 0.1, temperature: float = 4.0,
+                 label_smoothing: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teachers = [] if teachers is None else list(teachers) if isinstance(teachers, (list, tuple)) \
@@ -205,6 +217,7 @@ class Distiller(keras.Model):
         for t in self.teachers:
             t.trainable = False
         self.alpha, self.temperature = float(alpha), float(temperature)
+        self.label_smoothing = float(label_smoothing)
 
     def call(self, x, training=None):
         return self.student(x, training=training)
@@ -214,13 +227,15 @@ class Distiller(keras.Model):
         return logits[0] if len(logits) == 1 else keras.ops.mean(keras.ops.stack(logits), axis=0)
 
     def _labels(self, y):
-        """The integer labels: y itself, or the first column of pack_targets' layout."""
-        return y if self.teachers else keras.ops.cast(y[:, 0], "int32")
+        """The integer labels: the first column of pack_targets' layout, the argmax of one-hot rows, or y."""
+        if not self.teachers:
+            return keras.ops.cast(y[:, 0], "int32")
+        return keras.ops.argmax(y, axis=-1) if len(y.shape) == 2 else y
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         logits = self.teacher_logits(x) if self.teachers else y[:, 1:]  # pack_targets' layout: logits after the label
         per_sample = distillation_loss(self._labels(y), y_pred, keras.ops.stop_gradient(logits), self.alpha,
-                                       self.temperature)
+                                       self.temperature, self.label_smoothing)
         if sample_weight is not None:
             per_sample = per_sample * sample_weight
         return keras.ops.mean(per_sample)

@@ -3,7 +3,11 @@ mid-size option that `predict --model accurate` selects): `.keras` + int8 `.tfli
 with its measured accuracy and its name in the file's record, and the int8 numbers added to the run's results
 JSON. The files shipped under that name before go; the other name's stay.
 
-    python scripts/ship_model.py RUN_DIR RESULTS_JSON [--as tiny] [--data fer2013] [--name fer_tiny_cnn]
+    python scripts/ship_model.py RUN_DIR RESULTS_JSON [--as tiny] [--data fer2013] [--name fer_tiny_cnn] [--tta flip]
+
+--tta ships the model with its test-time augmentation inside (models.with_tta): `predict`, the demo and the int8
+file then average its views in one call, and every number shipped with it (PublicTest accuracy, int8 size,
+accuracy, ms/face) is measured on that model, in its own results file, results/shipped_<as>.json.
 """
 
 from __future__ import annotations
@@ -54,25 +58,46 @@ def main(argv=None) -> int:
                    help="the name it ships under (default tiny); that name's old files are replaced")
     p.add_argument("--dest", default=str(REPO / "fer_keras" / "pretrained"),
                    help="where the shipped files go (default: the package's pretrained/)")
+    p.add_argument("--tta", choices=["none", "flip", "ten_crop"], default="none",
+                   help="ship it with this test-time augmentation inside (default none); its numbers go to "
+                        "results/shipped_<as>.json")
+    p.add_argument("--results-dir", default=str(REPO / "results"), help="where --tta's results file goes")
     args = p.parse_args(argv)
     run = Path(args.run_dir)
     results = json.loads(Path(args.results_json).read_text())
     args.name = args.name or f"fer_{results['model']}"
     splits = data.load_dataset(args.data, usages=["Training", "PublicTest"])
     loaded = modelfile.load_model(run / "model.keras")
-    single = results.get("test_single_crop", results["test"])  # what predict and the demo do: one view a face
+    command = ["python", "scripts/ship_model.py"] + (argv if argv is not None else sys.argv[1:])
+    trained = results  # the training run's record (how and where it trained)
+    if args.tta != "none":  # its own record: the wrapped model measured one call a face, as predict runs it
+        from fer_keras import evaluation, models, provenance, training
+
+        keras_model = models.with_tta(loaded.keras_model, args.tta)
+        source, args.results_json = args.results_json, Path(args.results_dir) / f"shipped_{args.slot}.json"
+        wrapped = modelfile.LoadedModel.from_keras(keras_model, dict(loaded.metadata) | {
+            "input_size": [int(v) for v in keras_model.input_shape[1:3]], "crop": None, "tta_inside": args.tta})
+        results = {k: results[k] for k in ("model", "data", "config", "epochs_run") if k in results} | {
+            "run": f"shipped_{args.slot}", "tta_inside": args.tta, "source_results": results_name(source),
+            "params": keras_model.count_params(), "trainable_params": models.trainable_params(keras_model),
+            "test": evaluation.evaluate_model(wrapped, splits["PublicTest"]),
+            "provenance": provenance.provenance(command)}
+        training.atomic_write_text(args.results_json, json.dumps(results, indent=1))
+        loaded = wrapped
+    single = results.get("test_single_crop", results["test"])  # what predict and the demo do: one call a face
     acc = single["accuracy"]
-    tta = (f" ({results['test']['tta']} TTA {results['test']['accuracy']:.4f})"
-           if results["test"].get("tta", "none") != "none" and "test_single_crop" in results else "")
-    teachers = results["config"].get("teachers")
+    tta = (f" one view ({results['test']['tta']} TTA {results['test']['accuracy']:.4f})"
+           if results["test"].get("tta", "none") != "none" and "test_single_crop" in results else " one view")
+    tta = f" ({args.tta} TTA inside the model)" if args.tta != "none" else tta
+    teachers = trained["config"].get("teachers")
     teacher = (f", distilled from {', '.join(Path(t).stem for t in teachers)} (alpha "
-               f"{results['config']['distill_alpha']}, T {results['config']['distill_temperature']})") if teachers else ""
+               f"{trained['config']['distill_alpha']}, T {trained['config']['distill_temperature']})") if teachers else ""
     meta = dict(loaded.metadata) | {
-        "trained_on": f"FER2013 Training ({results['data']['train_n']} faces), {results['epochs_run']} epochs on "
-                      f"{results['provenance']['hardware'].get('cpu_count')} CPU cores" + teacher,
-        "reported_accuracy": f"PublicTest accuracy {acc:.4f} one view{tta}, macro-F1 {single['macro_f1']:.4f} "
+        "trained_on": f"FER2013 Training ({trained['data']['train_n']} faces), {trained['epochs_run']} epochs on "
+                      f"{trained['provenance']['hardware'].get('cpu_count')} CPU cores" + teacher,
+        "reported_accuracy": f"PublicTest accuracy {acc:.4f}{tta}, macro-F1 {single['macro_f1']:.4f} "
                              f"(n={results['test']['n']}; {results_name(args.results_json)})",
-        "commit": results["provenance"].get("commit"), "shipped_as": args.slot}
+        "commit": trained["provenance"].get("commit"), "shipped_as": args.slot}
     out = Path(args.dest)
     out.mkdir(exist_ok=True)
     for old in shipped_files(out, args.slot):
@@ -80,8 +105,7 @@ def main(argv=None) -> int:
     keras_path = modelfile.save_model(loaded.keras_model, out / f"{args.name}.keras", meta)
     results = compress.record_int8(args.results_json, keras_path, out / f"{args.name}_int8.tflite",
                                    splits["Training"].x, splits["PublicTest"], args.calibration,
-                                   command=["python", "scripts/ship_model.py"] + (argv if argv is not None
-                                                                                  else sys.argv[1:]))
+                                   command=command)
     int8 = results["int8"]
     print(f"shipped {keras_path.name} ({keras_path.stat().st_size / 1024:.0f} KB, acc {acc:.4f}) and {int8['file']} "
           f"({int8['kb']:.0f} KB, int8 acc {int8['accuracy']:.4f}, {int8['latency_single_thread']['median_ms']:.3f} "

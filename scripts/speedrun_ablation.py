@@ -3,10 +3,12 @@ seed, each in its own `python -m fer_keras train` process (so each run's clock i
 variants are `campaign.ABLATION`; they run through the campaign runner.
 
     FER_KERAS_CONCURRENT=nothing python scripts/speedrun_ablation.py --budget 6m [--only width48 lr4e-3]
+    FER_KERAS_CONCURRENT=nothing python scripts/speedrun_ablation.py --set long   # regularisers, 30 min each
 
-Results go to results/speedrun/ablation/<variant>.json (the model files stay under runs/). A variant whose
-results file exists is skipped, so a cut campaign goes on where it stopped; --redo runs them again.
-The choice is made on the validation slice; experiment.ablation_table shows it beside PublicTest.
+Results go to results/speedrun/ablation/<variant>.json (`--set long`: the hour run's regularisers,
+campaign.LONG_ABLATION, on a CPU with native bf16, to results/speedrun/amx/ablation_long/); the model files stay
+under runs/. A variant whose results file exists is skipped, so a cut campaign goes on where it stopped; --redo
+runs them again. The choice is made on the validation slice; experiment.ablation_table shows it beside PublicTest.
 """
 
 from __future__ import annotations
@@ -23,21 +25,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--budget", default="6m", type=parse_duration, help="the budget of every run (default 6m)")
+    p.add_argument("--set", default="recipe", choices=sorted(campaign.ABLATIONS),
+                   help="recipe: one change to the speed recipe each (default); long: regularisers on the hour run")
+    p.add_argument("--budget", type=parse_duration, help="the budget of every run (default 6m; --set long: 30m)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", nargs="+", metavar="VARIANT", help=f"a subset of: {', '.join(campaign.ABLATION)}")
-    p.add_argument("--results", default=str(REPO / "results" / "speedrun" / "ablation"))
-    p.add_argument("--out", default="runs/speedrun/ablation", help="run folders (models, logs)")
+    p.add_argument("--only", nargs="+", metavar="VARIANT", help="a subset of the set's variants: "
+                   + "; ".join(f"{k}: {', '.join(v[0])}" for k, v in campaign.ABLATIONS.items()))
+    p.add_argument("--results", help="results folder (default results/speedrun/ablation, --set long: "
+                                     "results/speedrun/amx/ablation_long)")
+    p.add_argument("--out", help="run folders (models, logs; default runs/ and the results folder's path)")
     p.add_argument("--redo", action="store_true", help="run variants whose results file already exists")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = p.parse_args(argv)
-    unknown = sorted(set(args.only or []) - set(campaign.ABLATION))
+    variants, _, budget, folder = campaign.ABLATIONS[args.set]
+    unknown = sorted(set(args.only or []) - set(variants))
     if unknown:
-        print(f"error: --only {' '.join(unknown)}: unknown variant. Fix: choose from {', '.join(campaign.ABLATION)}",
-              file=sys.stderr)
+        print(f"error: --only {' '.join(unknown)}: unknown variant of --set {args.set}. Fix: choose from "
+              f"{', '.join(variants)}", file=sys.stderr)
         return 2
-    plan = campaign.ablation_plan(args.budget, args.seed, args.only)
-    ran = campaign.run_next(float("inf"), plan, args.results, args.out, dry_run=args.dry_run, redo=args.redo)
+    plan = campaign.ablation_plan(args.budget or parse_duration(budget), args.seed, args.only, args.set)
+    results, out = args.results or str(REPO / "results" / folder), args.out or f"runs/{folder}"
+    ran = campaign.run_next(float("inf"), plan, results, out, dry_run=args.dry_run, redo=args.redo)
     return 1 if any(r.get("returncode") for r in ran) else 0
 
 

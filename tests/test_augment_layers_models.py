@@ -32,7 +32,7 @@ def test_random_crops_in_bounds():
         np.testing.assert_array_equal(img[t:t + 44, l:l + 44], crop)
 
 
-@pytest.mark.parametrize("level", ["basic", "strong", "full"])
+@pytest.mark.parametrize("level", ["basic", "strong", "full", "strong+erase"])
 def test_augmentation_is_identity_at_inference_and_random_in_training(level):
     aug = augment.build_augmentation(level, seed=1)
     x = faces(4)
@@ -42,6 +42,23 @@ def test_augmentation_is_identity_at_inference_and_random_in_training(level):
     assert augment.build_augmentation("none") is None
     with pytest.raises(ValueError):
         augment.build_augmentation("extreme")
+    with pytest.raises(ValueError):
+        augment.build_augmentation("none+erase")  # erasing rides on a level
+
+
+def test_erasing_fills_one_rectangle_in_about_half_the_faces():
+    aug = augment.build_augmentation("basic+erase", seed=0)
+    assert [layer.name for layer in aug.layers] == ["face_affine", "erase"]
+    x = np.full((200, 40, 40, 1), 128.0, np.float32)
+    y = keras.ops.convert_to_numpy(aug.get_layer("erase")(x, training=True))[..., 0]
+    changed = y != 128.0
+    erased = changed.any(axis=(1, 2))
+    assert 70 <= erased.sum() <= 130  # probability ERASE_P = 0.5
+    for mask in changed[erased]:
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        area = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+        assert area <= 0.4 * 40 * 40 and mask.sum() >= 0.8 * area  # one rectangle (noise may hit 128 by chance)
+    assert y.min() >= 0 and y.max() <= 255
 
 
 def test_random_gain_range_and_clip():
@@ -172,6 +189,42 @@ def test_new_head_keeps_the_shared_classes_and_fresh_restarts_every_weight():
     fresh = models.new_head(net, config.FER2013_CLASSES, ck, fresh=True)
     assert fresh.output_shape == (None, len(ck)) and len(fresh.get_weights()) == len(tuned.get_weights())
     assert not any(np.allclose(a, b) for a, b in zip(tuned.get_weights()[:-2], fresh.get_weights()[:-2]))
+
+
+@pytest.mark.parametrize("tta,size", [("ten_crop", 40), ("flip", 48), ("flip", 44)])
+def test_a_model_with_its_tta_inside_averages_the_logits_of_the_kit_views(tta, size, tmp_path):
+    from fer_keras import modelfile
+
+    net = models.build_model("speed_cnn", input_size=size, widths=(4, 8, 8), augment="none", seed=0)
+    wrapped = models.with_tta(net, tta)
+    assert wrapped.input_shape == (None, 48, 48, 1) and wrapped.output_shape == (None, 7)
+    x = faces(3)
+    if tta == "ten_crop":
+        views = augment.ten_crops(x, size)
+    else:
+        centre = augment.center_crop(x, size)
+        views = np.stack([centre, centre[:, :, ::-1]])
+    expected = np.mean([keras.ops.convert_to_numpy(net(v)) for v in views], axis=0)
+    got = keras.ops.convert_to_numpy(wrapped(x))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    path = modelfile.save_model(wrapped, tmp_path / "w.keras", modelfile.make_metadata(wrapped))
+    again = modelfile.load_model(path)  # safe mode: the kit's registered layers only
+    assert again.metadata["input_size"] == [48, 48]
+    np.testing.assert_allclose(again.predict(x), got, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="choose one of"):
+        models.with_tta(net, "five_crop")
+    # fine-tuning, saliency maps: the network inside, as it was
+    assert models.without_tta(wrapped) is net and models.without_tta(net) is net
+    from fer_keras import config
+
+    ck = models.new_head(again.keras_model, config.FER2013_CLASSES, config.FER2013_CLASSES[:6])
+    assert ck.input_shape == (None, size, size, 1) and ck.output_shape == (None, 6)
+
+
+def test_speed_cnn_dropout_adds_a_layer_not_weights():
+    plain, dropped = models.build_model("speed_cnn", seed=0), models.build_model("speed_cnn", dropout=0.3, seed=0)
+    assert dropped.get_layer("dropout").rate == 0.3 and "dropout" not in [layer.name for layer in plain.layers]
+    assert plain.count_params() == dropped.count_params()
 
 
 def test_whitened_stem_decorrelates_its_patches_and_stays_frozen():

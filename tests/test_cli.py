@@ -57,6 +57,12 @@ def test_evaluate_several_models_scores_their_mean_logits_and_each_member(traine
     assert list(m["members"]) == paths and m["tta"] == "flip" and m["n"] == 350
     assert all(m["members"][p]["accuracy"] == evaluation.evaluate_file(p, tta="flip")["accuracy"] for p in paths)
     assert m["provenance"]["command"].startswith("python -m fer_keras evaluate ")
+    # its cost from scratch: the member run found beside its file; the shipped file has none, so no total
+    from fer_keras.experiment import run_minutes
+
+    own = json.loads((trained_run / "results.json").read_text())
+    assert m["cost"]["member_run_minutes"] == {paths[0]: round(run_minutes(own), 2), paths[1]: None}
+    assert m["cost"]["total_minutes"] is None and m["cost"]["evaluation_seconds"] > 0
     assert "ensemble of" in capsys.readouterr().out
     assert cli.main(["evaluate", paths[0], paths[0]]) == 2
     assert "named twice" in capsys.readouterr().err

@@ -154,3 +154,27 @@ def test_a_whitened_run_trains_with_its_stem_set_from_the_faces_and_kept(tmp_pat
                                         .get_layer("stem_conv").kernel)
     np.testing.assert_allclose(kernel[..., 16:], -kernel[..., :16])  # the whitening pairs, untouched by training
     assert r["config"]["model_kwargs"] == {"whiten": True} and r["trainable_params"] < r["params"]
+
+
+def test_a_run_with_erasing_and_dropout_trains_in_bf16_and_its_file_loads(tmp_path):
+    """The long run's regularisers (random erasing inside the model, dropout before the logits) train under
+    mixed_bfloat16 (the default on a CPU with native bf16) and survive the saved `.keras` file."""
+    from fer_keras import modelfile
+
+    r = experiment.train_and_evaluate("speed_cnn", "sample", epochs=1, batch_size=64, out_dir=tmp_path / "e",
+                                      augment="basic+erase", model_kwargs={"dropout": 0.3}, precision="mixed_bfloat16",
+                                      verbose=0)
+    net = modelfile.load_model(tmp_path / "e" / "model.keras").keras_model
+    assert net.get_layer("augment").get_layer("erase").factor == (0.5, 0.5)
+    assert net.get_layer("dropout").rate == 0.3
+    assert r["config"]["augment"] == "basic+erase" and r["precision_used"] == "mixed_bfloat16"
+    assert 0 <= r["test"]["accuracy"] <= 1 and r["epochs_run"] == 1
+
+
+def test_an_ensembles_cost_adds_its_members_runs_and_its_evaluation(tmp_path):
+    for name, wall in (("a", 600.0), ("b", 1200.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"wall_seconds": wall}))
+    cost = experiment.members_minutes([tmp_path / "a.keras", tmp_path / "b.keras"], 30.0)
+    assert cost["member_run_minutes"] == {str(tmp_path / "a.keras"): 10.0, str(tmp_path / "b.keras"): 20.0}
+    assert cost["total_minutes"] == 30.5 and cost["evaluation_seconds"] == 30.0
+    assert experiment.members_minutes([tmp_path / "a.keras", tmp_path / "c.keras"], 30.0)["total_minutes"] is None

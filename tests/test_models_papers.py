@@ -190,6 +190,11 @@ def test_distillation_loss_equals_the_formula():
     # a student equal to its teacher pays only the hard term
     same = keras.ops.convert_to_numpy(training.distillation_loss(y, t, t, alpha, temp))
     np.testing.assert_allclose(same, alpha * -np.log(softmax(t)[np.arange(2), y]), rtol=1e-5)
+    # label smoothing eps: the hard term's target is (1 - eps) one-hot + eps / C
+    eps, onehot = 0.1, np.eye(3)[y]
+    smoothed = -((onehot * (1 - eps) + eps / 3) * np.log(softmax(s))).sum(axis=1)
+    got = keras.ops.convert_to_numpy(training.distillation_loss(y, s, t, alpha, temp, label_smoothing=eps))
+    np.testing.assert_allclose(got, alpha * smoothed + (1 - alpha) * temp ** 2 * soft, rtol=1e-5)
 
 
 def test_distiller_trains_the_student_only(tmp_path):
@@ -246,6 +251,46 @@ def test_a_student_distils_in_mixed_bfloat16(tmp_path, precompute):
     assert r["precision_used"] == "mixed_bfloat16" and np.isfinite(r["history"]["loss"]).all()
 
 
+@pytest.mark.parametrize("precompute", [False, True])
+def test_the_speed_recipe_distils_with_its_label_smoothing_and_scores_the_student_truly(tmp_path, precompute):
+    """The speed recipe smooths its labels (one-hot targets): a student distils with it, live or precomputed (the
+    accuracy it reports is checked in test_precomputed_teacher_logits_give_the_distillers_loss_and_metrics)."""
+    from fer_keras import modelfile
+
+    teacher = models.build_model("small_cnn", width=8)
+    path = modelfile.save_model(teacher, tmp_path / "t.keras", modelfile.make_metadata(teacher))
+    cfg = experiment.step_config("17_speed", "full") | {
+        "source": "sample", "epochs": 2, "lr_schedule": "cosine", "budget_minutes": None, "val_fraction": 0.0,
+        "teachers": [str(path)], "precompute_teachers": precompute, "model_kwargs": {"width": 4},
+        "augment": "none", "out_dir": tmp_path / "run"}
+    r = experiment.train_and_evaluate(**cfg, verbose=0)
+    assert r["config"]["label_smoothing"] == 0.1 and np.isfinite(r["history"]["loss"]).all()
+    assert r["epochs_run"] == 2 and 0 <= r["test"]["accuracy"] <= 1  # live distillation with one-hot rows once raised
+
+
+def test_teachers_can_teach_with_their_test_time_views(tmp_path):
+    """teacher_tta: a cropping teacher's soft labels are its ten-crop mean over the whole face, as it is scored."""
+    from fer_keras import augment, data, modelfile
+
+    teacher = models.build_model("speed_cnn", input_size=40, widths=(4, 8, 8), augment="none", seed=0)
+    path = modelfile.save_model(teacher, tmp_path / "t.keras", modelfile.make_metadata(teacher))
+    wrapped = experiment._teacher(path, 48, "ten_crop")
+    x = data.load_sample(["Training"])["Training"].x[:6]
+    views = augment.ten_crops(x, 40)
+    by_hand = np.mean([keras.ops.convert_to_numpy(teacher(data.to_model_input(v))) for v in views], axis=0)
+    np.testing.assert_allclose(training.teacher_logits([wrapped], x), by_hand, rtol=1e-4, atol=1e-4)
+    r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], out_dir=tmp_path / "run",
+                                      model_kwargs={"width": 4}, precompute_teachers=True, teacher_tta="ten_crop",
+                                      verbose=0)
+    assert r["config"]["teacher_tta"] == "ten_crop" and np.isfinite(r["history"]["loss"]).all()
+    with pytest.raises(ValueError, match="whole 48-pixel faces"):
+        experiment.train_and_evaluate("speed_cnn", "sample", epochs=1, teachers=[str(path)], input_size=40,
+                                      teacher_tta="flip", out_dir=tmp_path / "crop", verbose=0)
+    with pytest.raises(ValueError, match="teacher_tta 'five'"):
+        experiment.RunConfig(teacher_tta="five")
+    assert "teacher_tta" not in experiment.RunConfig().record()
+
+
 def test_precomputed_teacher_logits_give_the_distillers_loss_and_metrics():
     from fer_keras import data
 
@@ -271,6 +316,19 @@ def test_precomputed_teacher_logits_give_the_distillers_loss_and_metrics():
     m_live = live.evaluate(xin, y, verbose=0, return_dict=True)
     m_once = once.evaluate(xin, packed, verbose=0, return_dict=True)
     assert m_live["accuracy"] == m_once["accuracy"] and abs(m_live["loss"] - m_once["loss"]) < 1e-3
+
+    # a label-smoothing recipe feeds one-hot rows: the same loss and the true accuracy, live or precomputed
+    truth = float(np.mean(keras.ops.convert_to_numpy(pred).argmax(1) == y))
+    assert m_once["accuracy"] == pytest.approx(truth)
+    onehot = np.eye(7, dtype="float32")[y]
+    live_ls = training.Distiller(student, [teacher], alpha=0.3, temperature=2.0, label_smoothing=0.1)
+    once_ls = training.Distiller(student, None, alpha=0.3, temperature=2.0, label_smoothing=0.1)
+    for d in (live_ls, once_ls):
+        training.compile_model(d, 1e-2)
+    m_live = live_ls.evaluate(xin, onehot, verbose=0, return_dict=True)
+    m_once = once_ls.evaluate(xin, training.pack_targets(y, logits), verbose=0, return_dict=True)
+    assert m_live["accuracy"] == pytest.approx(truth) and m_once["accuracy"] == pytest.approx(truth)
+    assert abs(m_live["loss"] - m_once["loss"]) < 1e-3
 
 
 def test_train_and_evaluate_precomputes_the_teachers_once_or_says_why_not(tmp_path):

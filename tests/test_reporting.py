@@ -163,6 +163,8 @@ def test_an_ensemble_file_renders_its_accuracy_and_each_members():
     line, = reporting.other_rows({"distill/teachers": r})
     assert line.startswith("- **Ensemble of 2** on PublicTest (n=3589, flip TTA; mean of the members' logits): 68.00 %")
     assert "`t1.keras` 66.00 %; `t2.keras` 65.50 %" in line and "`results/distill/teachers.json`" in line
+    costed, = reporting.other_rows({"e": r | {"cost": {"total_minutes": 119.04}}})
+    assert "65.50 %; 119.0 min from scratch (the members' runs and this test) (`results/e.json`)" in costed
 
 
 def test_the_input_pipeline_file_renders_both_speeds_and_their_ratio():

@@ -163,6 +163,23 @@ def test_ship_model_records_the_teacher_and_the_int8_numbers(tmp_path):
     assert len(rows) == 4 and rows[2].startswith("| `accurate` | `mid.keras` |") and "`tiny` | `tiny2.keras`" in rows[3]
     assert f"| {int8['kb']:.0f} KB | {100 * int8['accuracy']:.2f} % |" in rows[3] and "`results/r.json`" in rows[3]
     assert ship_model.results_name(REPO / "results" / "speedrun" / "x.json") == "results/speedrun/x.json"
+    # --tta: the model ships with its views inside; its numbers are that model's, in their own results file
+    before = json.loads((tmp_path / "r.json").read_text())
+    assert ship_model.main([str(tmp_path / "run"), str(tmp_path / "r.json"), "--data", "sample", "--name", "tiny3",
+                            "--calibration", "16", "--dest", str(dest), "--tta", "flip",
+                            "--results-dir", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "r.json").read_text()) == before  # the training run's record is left alone
+    shipped = json.loads((tmp_path / "shipped_tiny.json").read_text())
+    assert shipped["tta_inside"] == "flip" and shipped["source_results"] == "results/r.json"
+    assert shipped["test"]["n"] == 350 and shipped["int8"]["file"] == "tiny3_int8.tflite"  # strict int8: views too
+    assert shipped["provenance"]["command"].startswith("python scripts/ship_model.py")
+    meta = modelfile.read_metadata(dest / "tiny3.keras")
+    assert meta["input_size"] == [48, 48] and meta["tta_inside"] == "flip"
+    assert f"{shipped['test']['accuracy']:.4f} (flip TTA inside the model)" in meta["reported_accuracy"]
+    assert "results/shipped_tiny.json" in meta["reported_accuracy"] and "1 epochs" in meta["trained_on"]
+    row = reporting.shipped_rows(dest, results_dir=tmp_path)[3]
+    assert "`tiny` | `tiny3.keras`" in row and "(flip TTA inside the model)" in row
+    assert f"{shipped['int8']['latency_single_thread']['median_ms']:.3f}" in row
 
 
 def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_skipped(tmp_path, capsys):
@@ -186,6 +203,35 @@ def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_s
     assert ab.main(["--only", "wider"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "wider" in err[0] and "Fix:" in err[0]
+
+
+def test_the_long_ablation_adds_one_regulariser_each_to_the_hour_run_and_waits_for_its_cpu(tmp_path, capsys,
+                                                                                          monkeypatch):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import speedrun_ablation as ab
+
+    from fer_keras import campaign, cli
+
+    parser = cli.build_parser()
+    plan = campaign.ablation_plan(30.0, 0, which="long")
+    assert [r.name for r in plan] == list(campaign.LONG_ABLATION) and all(r.bf16 is True for r in plan)
+    base = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:]))
+    assert dict(base["model_arg"]) == {"width": 48} and base["input_size"] == 40 and base["tta"] == "ten_crop"
+    for run in plan[1:]:  # each variant: the hour run's flags and exactly one change
+        args = vars(parser.parse_args(campaign.command(run, tmp_path)[3:]))
+        changed = {k for k in args if args[k] != base[k] and k not in ("out", "results_json")}
+        assert len(changed) == 1, (run.name, changed)
+    erase = vars(parser.parse_args(campaign.command(plan[1], tmp_path)[3:]))
+    assert erase["augment"] == "basic+erase" and erase["budget"] == 30
+    monkeypatch.setattr(campaign.provenance, "native_bf16", lambda: True)
+    assert ab.main(["--set", "long", "--results", str(tmp_path), "--only", "long_erase", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "--budget 30m" in out and "--augment basic+erase" in out and str(tmp_path / "long_erase.json") in out
+    monkeypatch.setattr(campaign.provenance, "native_bf16", lambda: False)
+    assert ab.main(["--set", "long", "--results", str(tmp_path), "--only", "long", "--dry-run"]) == 0
+    assert "waits for a CPU with native bf16" in capsys.readouterr().out
+    assert ab.main(["--set", "long", "--only", "width48"]) == 2  # a variant of the other set
+    assert "unknown variant of --set long" in capsys.readouterr().err
 
 
 def test_ckplus_cv_script_refuses_a_bad_start_model_in_one_line(tmp_path, capsys):
