@@ -43,7 +43,8 @@ def test_run_config_is_frozen_and_compares_by_value():
 def test_an_old_run_file_keeps_its_key():
     key = RunConfig(**OLD_RUN_ARGS).key()  # every old setting as it was; later settings at their defaults
     assert {k: key[k] for k in OLD_RUN_ARGS} == OLD_RUN_ARGS and RunConfig(**OLD_RUN_ARGS).same_key(OLD_RUN_ARGS)
-    assert set(key) - set(OLD_RUN_ARGS) == {"precompute_teachers"} and key["precompute_teachers"] is False
+    assert set(key) - set(OLD_RUN_ARGS) == {"precompute_teachers", "teacher_tta"}
+    assert key["precompute_teachers"] is False and key["teacher_tta"] == "none"
     assert RunConfig(out_dir=Path("runs/x")).key()["out_dir"] == "runs/x"  # a Path and its string: one run
     assert RunConfig(cross_label_tests=("fer2013",)).key()["cross_label_tests"] == ["fer2013"]
 

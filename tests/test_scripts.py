@@ -35,7 +35,9 @@ def test_readme_results_table_is_generated_and_current():
     table = results_table.render()
     for path in (REPO / "results").glob("*.json"):
         r = json.loads(path.read_text())
-        if "model" in r and "test" in r and "provenance" in r:
+        if "tta_inside" in r:  # a shipped model with its TTA inside: the shipped table's row, by its file
+            assert f"`results/{path.name}`" in table and f"{100 * r['test']['accuracy']:.2f} %" in table
+        elif "model" in r and "test" in r and "provenance" in r:
             assert f"`{path.stem}`" in table
             assert f"{100 * r['test']['accuracy']:.2f} %" in table or "test_single_crop" in r
     assert results_table.main(["--check"]) == 0, "run python scripts/results_table.py"
