@@ -164,7 +164,7 @@ def _add_data_args(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fer_keras import __version__
+    from fer_keras import __version__, config
     from fer_keras.augment import AUGMENT_CHOICES
     from fer_keras.recipes import STEPS
     from fer_keras.models import MODELS
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-split", choices=["PublicTest", "PrivateTest"])
     train.add_argument("--input-size", type=_number(int, 16, 48, what="a size in pixels"),
                        help="model input; < 48 trains on random crops")
-    train.add_argument("--tta", choices=["none", "flip", "ten_crop"])
+    train.add_argument("--tta", choices=config.TTA_CHOICES)
     train.add_argument("--seed", type=SEED)
     train.add_argument("--teacher", action="append", metavar="MODEL.keras",
                        help="distil from this saved model (repeat for an ensemble; logits averaged)")
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precompute-teachers", action="store_true", default=None,
                        help="distillation: run the teachers once over the faces before training, not at every step "
                             "(the same signal for a student with 48-pixel input; much faster with large teachers)")
-    train.add_argument("--teacher-tta", choices=["none", "flip", "ten_crop"],
+    train.add_argument("--teacher-tta", choices=config.TTA_CHOICES,
                        help="distillation: each teacher's logits averaged over its test-time views of the whole face "
                             "(default none; for a student with 48-pixel input)")
     train.add_argument("--time-limit", type=POSITIVE, metavar="MINUTES",

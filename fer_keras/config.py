@@ -13,6 +13,9 @@ from pathlib import Path
 IMAGE_SIZE = 48  # FER2013, FER+ and the kit's CK+ copy are 48x48 grey
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 CROP_SIZE = 44  # the S000 ten-crop size
+# Test-time augmentation: name -> views a face (layers.TestTimeViews); TTA_CHOICES adds "none" (one view).
+TTA_VIEWS = {"flip": 2, "ten_crop": 10}
+TTA_CHOICES = ("none", *TTA_VIEWS)
 # Sub-folders of results/speedrun/ that are not budget runs of the speed recipe (notebook 17 gives each its own
 # table); its other sub-folders hold one machine's budget runs each (speedrun/amx/).
 SPEEDRUN_OTHER = ("ablation", "precision")

@@ -81,7 +81,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         if schedule_used == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(run.learning_rate, run.epochs * steps_per_epoch)
         elif schedule_used == "budget":
-            views = {"none": 1, "flip": 2, "ten_crop": 10}[run.tta] + (run.tta != "none")  # + the single-crop score
+            views = config.TTA_VIEWS.get(run.tta, 1) + (run.tta != "none")  # + the single-crop score
             tail = views * len(test.y) / len(val.y) if val is not None else 1.0
             eval_steps = -(-len(val.y) // run.batch_size) if val is not None else 0
             schedule = training.BudgetSchedule(run.learning_rate, None if budget_s else run.epochs * steps_per_epoch,

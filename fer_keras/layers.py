@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from fer_keras import config
+
 
 @keras.saving.register_keras_serializable(package="fer_keras")
 class RandomGain(layers.Layer):
@@ -249,7 +251,7 @@ class ProbabilityLogits(layers.Layer):
         return super().get_config() | {"epsilon": self.epsilon}
 
 
-TTA_VIEWS = {"flip": 2, "ten_crop": 10}
+TTA_VIEWS = config.TTA_VIEWS
 
 
 @keras.saving.register_keras_serializable(package="fer_keras")

@@ -463,8 +463,6 @@ def with_tta(net: keras.Model, tta: str, face_size: int = config.IMAGE_SIZE) -> 
     (face_size x face_size) and returns the mean of `net`'s logits over the views ('flip': 2, 'ten_crop': 10), in
     one batched call. Evaluated one view a face, it scores what `net` scores with that TTA (up to averaging logits
     rather than probabilities), and its `.tflite` export carries the views, so its ms/face counts all of them."""
-    if tta not in TTA_VIEWS:
-        raise ValueError(f"tta {tta!r}: choose one of {tuple(TTA_VIEWS)}")
     size, channels = net.input_shape[1], net.input_shape[-1]
     inputs = keras.Input((face_size, face_size, channels), name="image")
     views = TestTimeViews(tta, size, dtype="float32", name="tta_views")(inputs)  # float32 under any policy

@@ -77,8 +77,8 @@ class RunConfig:
     def __post_init__(self):
         if self.precompute_teachers and self.class_weights:
             raise ValueError("precomputed teacher logits and class weights do not combine; drop one of them.")
-        if self.teacher_tta not in ("none", "flip", "ten_crop"):
-            raise ValueError(f"teacher_tta {self.teacher_tta!r}: choose 'none', 'flip' or 'ten_crop'")
+        if self.teacher_tta not in config.TTA_CHOICES:
+            raise ValueError(f"teacher_tta {self.teacher_tta!r}: choose one of {config.TTA_CHOICES}")
 
     def key(self) -> dict:
         """Every field as plain JSON values (paths as strings, tuples as lists): the run's identity in run.json."""

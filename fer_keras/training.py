@@ -218,6 +218,9 @@ class Distiller(keras.Model):
             t.trainable = False
         self.alpha, self.temperature = float(alpha), float(temperature)
         self.label_smoothing = float(label_smoothing)
+        # Nothing to create: the student and the teachers are built models. Built now, so a resumed run can load
+        # its checkpoint (RunCheckpoint.resume) before the first step (an unbuilt model refuses load_weights).
+        self.built = True
 
     def call(self, x, training=None):
         return self.student(x, training=training)

@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from fer_keras import config
 from fer_keras.apply import SHIPPED, shipped_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
                    help="the name it ships under (default tiny); that name's old files are replaced")
     p.add_argument("--dest", default=str(REPO / "fer_keras" / "pretrained"),
                    help="where the shipped files go (default: the package's pretrained/)")
-    p.add_argument("--tta", choices=["none", "flip", "ten_crop"], default="none",
+    p.add_argument("--tta", choices=config.TTA_CHOICES, default="none",
                    help="ship it with this test-time augmentation inside (default none); its numbers go to "
                         "results/shipped_<as>.json")
     p.add_argument("--results-dir", default=str(REPO / "results"), help="where --tta's results file goes")

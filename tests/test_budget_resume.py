@@ -162,9 +162,19 @@ def _final_weights(out):
     return modelfile.load_model(out / "model.keras").keras_model.get_weights()
 
 
-def test_two_epochs_then_resume_equals_four_straight(tmp_path, monkeypatch):
+@pytest.mark.parametrize("teachers", [None, "live", "precomputed"])
+def test_two_epochs_then_resume_equals_four_straight(tmp_path, monkeypatch, teachers):
+    """A plain run, and a distillation (a Distiller, live or precomputed teachers: its resume once raised 'loading
+    weights into a model that has not yet been built')."""
+    from fer_keras import modelfile
+
     monkeypatch.setenv("FER_KERAS_RUNS", str(tmp_path / "state"))
-    straight = experiment.train_and_evaluate(out_dir=tmp_path / "straight", **RESUME_RUN)
+    run = dict(RESUME_RUN)
+    if teachers:
+        teacher = models.build_model("small_cnn", width=8, augment="none", seed=1)
+        path = modelfile.save_model(teacher, tmp_path / "t.keras", modelfile.make_metadata(teacher))
+        run |= {"teachers": [str(path)], "precompute_teachers": teachers == "precomputed"}
+    straight = experiment.train_and_evaluate(out_dir=tmp_path / "straight", **run)
 
     # The same run cut after two epochs by its time limit (TimeLimit stops when the next epoch would pass it)...
     class StopAfterTwo(keras.callbacks.Callback):
@@ -181,7 +191,7 @@ def test_two_epochs_then_resume_equals_four_straight(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "fit", interrupted_fit)
     with pytest.raises(KeyboardInterrupt):
-        experiment.train_and_evaluate(out_dir=tmp_path / "cut", **RESUME_RUN)
+        experiment.train_and_evaluate(out_dir=tmp_path / "cut", **run)
     monkeypatch.setattr(training, "fit", original_fit)
     state_dir = config.run_state_dir(tmp_path / "cut")
     assert json.loads((state_dir / "state.json").read_text())["epochs_done"] == 2
