@@ -115,6 +115,12 @@ DISTILL_PLAN_AMX = {
     "speed_w18_from_long": ("--teacher", "results/speedrun/amx/budget60_w48_crop40_seed0.keras",
                             "--teacher", "results/speedrun/amx/budget60_w48_crop40_seed1.keras",
                             "--precompute-teachers", "--teacher-tta", "ten_crop"),
+    # The second try (notebook 16's guess: over-fit teachers teach little on the faces they trained on): the two
+    # hour runs with random erasing, which over-fit far less (the long ablation), as teachers; same student and
+    # seed as the pair above. They trained on all of Training, the student's validation slice included.
+    "speed_w18_from_erase": ("--teacher", "results/speedrun/amx/budget60_w48_crop40_erase_all_seed0.keras",
+                             "--teacher", "results/speedrun/amx/budget60_w48_crop40_erase_all_seed1.keras",
+                             "--precompute-teachers", "--teacher-tta", "ten_crop"),
 }
 
 # In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their

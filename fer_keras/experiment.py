@@ -486,6 +486,12 @@ def _cpu_name(prov: dict) -> str:
     return "{model_name} fam {family} model {model}".format(**prov["hardware"]["cpu"])
 
 
+def _speedrun_files(folder: Path) -> list[Path]:
+    """The JSON files of results/speedrun/ and its machine folders (not config.SPEEDRUN_OTHER's)."""
+    return sorted(folder.glob("*.json")) + sorted(p for p in folder.glob("*/*.json")
+                                                  if p.parent.name not in config.SPEEDRUN_OTHER)
+
+
 def speedrun_table(folder) -> pd.DataFrame:
     """Notebook 17's table from results/speedrun/*.json and its machine folders (results/speedrun/amx/...; not
     config.SPEEDRUN_OTHER): one row per budget run, named by its path (what it changed against the speed recipe, budget,
@@ -493,10 +499,8 @@ def speedrun_table(folder) -> pd.DataFrame:
     with the run's TTA, macro-F1, CPU, precision, what else ran)."""
     recipe = RunConfig(**step_config("17_speed", "full")).record()
     folder = Path(folder)
-    paths = sorted(folder.glob("*.json")) + sorted(p for p in folder.glob("*/*.json")
-                                                   if p.parent.name not in config.SPEEDRUN_OTHER)
     rows = {}
-    for path in paths:
+    for path in _speedrun_files(folder):
         r = json.loads(path.read_text())
         if "test" not in r or not r.get("config", {}).get("budget_minutes"):
             continue
@@ -578,10 +582,17 @@ def throughput_table(record: dict, model: str | None = None) -> pd.DataFrame:
 def speedrun_points(folder) -> dict:
     """{'speed_cnn, CPU, precision': [(minutes (run_minutes), PublicTest accuracy with the run's TTA), ...]} of
     the budget runs, one series per machine and precision (speed differs several-fold between them), for
-    viz.plot_time_to_accuracy."""
+    viz.plot_time_to_accuracy. Ensembles (`evaluate A.keras B.keras ... --json`, with the minutes everything took
+    from scratch in cost.total_minutes) are their own series per machine and member count."""
     table = speedrun_table(folder)
     points: dict = {}
     for _, row in table.iterrows():
         label = f"speed_cnn, {row['cpu'].split(' fam')[0]}, {row['precision']}"
         points.setdefault(label, []).append((row["minutes"], row["with TTA"]))
+    for path in _speedrun_files(Path(folder)):
+        r = json.loads(path.read_text())
+        total = r.get("cost", {}).get("total_minutes") if "members" in r else None
+        if total:
+            label = f"ensemble of {len(r['members'])} speed_cnn, {_cpu_name(r['provenance']).split(' fam')[0]}"
+            points.setdefault(label, []).append((total, r["accuracy"]))
     return points

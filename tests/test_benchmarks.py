@@ -113,6 +113,15 @@ def test_speedrun_table_says_what_each_run_changed_against_the_recipe(tmp_path):
     points = experiment.speedrun_points(tmp_path)
     assert points["speed_cnn, Intel(R) Xeon(R) Processor, mixed_bfloat16"] == [(15.0, 0.66)]
     assert sorted(points["speed_cnn, AMD EPYC, float32"]) == [(14.68, 0.62), (14.68, 0.62), (round(7120 / 60, 2), 0.62)]
+    # an ensemble (evaluate A B --json) is its own series at the minutes it took from scratch; one whose member
+    # runs were not found (total_minutes None) is left out rather than placed at a guessed time
+    ensemble = {"accuracy": 0.69, "members": {"a.keras": {}, "b.keras": {}}, "provenance": amx["provenance"],
+                "cost": {"total_minutes": 119.2}}
+    (tmp_path / "amx" / "ensemble.json").write_text(json.dumps(ensemble))
+    (tmp_path / "amx" / "ensemble_unknown.json").write_text(json.dumps(ensemble | {"cost": {"total_minutes": None}}))
+    points = experiment.speedrun_points(tmp_path)
+    assert points["ensemble of 2 speed_cnn, Intel(R) Xeon(R) Processor"] == [(119.2, 0.69)]
+    assert "amx/ensemble" not in experiment.speedrun_table(tmp_path).index
 
 
 def test_precision_table_scores_bf16_against_float32_on_the_same_faces(tmp_path):
