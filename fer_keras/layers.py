@@ -251,9 +251,6 @@ class ProbabilityLogits(layers.Layer):
         return super().get_config() | {"epsilon": self.epsilon}
 
 
-TTA_VIEWS = config.TTA_VIEWS
-
-
 @keras.saving.register_keras_serializable(package="fer_keras")
 class TestTimeViews(layers.Layer):
     """Test-time augmentation inside a model: whole faces (N, H, W, C) -> their views stacked on the batch axis,
@@ -264,8 +261,8 @@ class TestTimeViews(layers.Layer):
 
     def __init__(self, tta="flip", size=40, **kwargs):
         super().__init__(**kwargs)
-        if tta not in TTA_VIEWS:
-            raise ValueError(f"tta {tta!r}: choose one of {tuple(TTA_VIEWS)}")
+        if tta not in config.TTA_VIEWS:
+            raise ValueError(f"tta {tta!r}: choose one of {tuple(config.TTA_VIEWS)}")
         self.tta, self.size = tta, int(size)
 
     def call(self, x):
@@ -278,7 +275,7 @@ class TestTimeViews(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         n = input_shape[0]
-        return (None if n is None else TTA_VIEWS[self.tta] * n, self.size, self.size, input_shape[-1])
+        return (None if n is None else config.TTA_VIEWS[self.tta] * n, self.size, self.size, input_shape[-1])
 
     def get_config(self):
         return super().get_config() | {"tta": self.tta, "size": self.size}

@@ -14,7 +14,7 @@ from keras import layers
 
 from fer_keras import config
 from fer_keras.augment import build_augmentation
-from fer_keras.layers import (TTA_VIEWS, CBAM, BilinearPooling, CoordinateAttention, MixedAttention,
+from fer_keras.layers import (CBAM, BilinearPooling, CoordinateAttention, MixedAttention,
                               TestTimeViews, ViewMean)
 
 
@@ -466,7 +466,7 @@ def with_tta(net: keras.Model, tta: str, face_size: int = config.IMAGE_SIZE) -> 
     size, channels = net.input_shape[1], net.input_shape[-1]
     inputs = keras.Input((face_size, face_size, channels), name="image")
     views = TestTimeViews(tta, size, dtype="float32", name="tta_views")(inputs)  # float32 under any policy
-    logits = ViewMean(TTA_VIEWS[tta], dtype="float32", name="tta_mean")(net(views))
+    logits = ViewMean(config.TTA_VIEWS[tta], dtype="float32", name="tta_mean")(net(views))
     return keras.Model(inputs, logits, name=f"{net.name}_{tta}")
 
 
