@@ -520,12 +520,14 @@ def speedrun_table(folder) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def ablation_table(folder, baseline: str | None = None) -> pd.DataFrame:
+def ablation_table(folder, baseline: str | None = None, names=None) -> pd.DataFrame:
     """Notebook 17's ablation: one row per run in `folder` (results JSONs of one recipe with one change each, at
     one budget): what changed against `baseline`, the budget, epochs reached, the final validation accuracy (the
     number the choice is made on) and the PublicTest accuracy (reported, never used to choose), single view and with
-    the run's test-time augmentation."""
+    the run's test-time augmentation. names: only these runs, in this order (those not run yet are left out)."""
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
+    if names is not None:
+        runs = {n: runs[n] for n in names if n in runs}
     base = runs.get(baseline, {}).get("config", {}) if baseline else {}
     rows = {}
     for name, r in runs.items():

@@ -61,12 +61,20 @@ def _residual_block(x, filters, name, stride=1, gate=None, activation="relu"):
     return act(layers.Add(name=f"{name}_add")([shortcut, y]), "out")
 
 
-def _dense_head(x, head, num_classes, hidden=1024, dropout=0.2):
+def _dropout(rate, seed, name, offset=1):
+    """Dropout drawn from the build seed (plus `offset`, distinct per dropout layer of a model). A seeded dropout's
+    random state is a SeedGenerator, which a resumed run restores (training.seed_states); without a seed the torch
+    backend draws dropout masks from torch's global generator, which no checkpoint keeps, so a resumed run there
+    could not repeat the straight one (found on the torch backend: tests/test_budget_resume.py)."""
+    return layers.Dropout(rate, seed=None if seed is None else seed + offset, name=name)
+
+
+def _dense_head(x, head, num_classes, hidden=1024, dropout=0.2, seed=None):
     """Flatten or GAP -> Dense 1024 ReLU -> Dropout -> Dense 1024 ReLU -> Dropout -> logits."""
     x = layers.Flatten(name="flatten")(x) if head == "flatten" else layers.GlobalAveragePooling2D(name="gap")(x)
     for i in (1, 2):
         x = layers.Dense(hidden, activation="relu", name=f"fc{i}")(x)
-        x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        x = _dropout(dropout, seed, f"fc{i}_dropout", offset=1 + i)(x)
     return layers.Dense(num_classes, name="logits")(x)
 
 
@@ -82,12 +90,12 @@ def build_s004_baseline(num_classes: int = 7, input_size: int = config.IMAGE_SIZ
     w = int(width)
     inputs, x = _stem(input_size, augment, seed)
     x = _conv(x, w, name="s1a")
-    x = layers.Dropout(0.5, name="s1_dropout")(_conv(x, w, name="s1b"))
+    x = _dropout(0.5, seed, "s1_dropout")(_conv(x, w, name="s1b"))
     x = layers.MaxPooling2D(name="s2_pool")(_conv(_conv(x, w, False, name="s2a"), w, False, name="s2b"))
     x = _conv(_conv(x, 2 * w, name="s3a"), 2 * w, name="s3b")
     x = layers.MaxPooling2D(name="s4_pool")(_conv(_conv(x, 2 * w, False, name="s4a"), 2 * w, False, name="s4b"))
     x = _conv(_conv(x, 4 * w, name="s5a"), 4 * w, name="s5b", out_name="last_conv")
-    return keras.Model(inputs, _dense_head(x, "flatten", num_classes, hidden=16 * w), name=name)
+    return keras.Model(inputs, _dense_head(x, "flatten", num_classes, hidden=16 * w, seed=seed), name=name)
 
 
 def build_s004_residual(cbam: bool = False, head: str = "flatten", num_classes: int = 7,
@@ -108,12 +116,12 @@ def build_s004_residual(cbam: bool = False, head: str = "flatten", num_classes: 
         if cbam:
             x = CBAM(cbam_reduction, name=f"stage{stage}_cbam")(x)
         if stage == 1:
-            x = layers.Dropout(0.5, name="stage1_dropout")(x)
+            x = _dropout(0.5, seed, "stage1_dropout")(x)
         if stage < 3:
             x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
     x = layers.Identity(name="last_conv")(x)
     default = "gap_cnn" if head == "gap" else "cbam_cnn" if cbam else "residual_cnn"
-    return keras.Model(inputs, _dense_head(x, head, num_classes, hidden=16 * w), name=name or default)
+    return keras.Model(inputs, _dense_head(x, head, num_classes, hidden=16 * w, seed=seed), name=name or default)
 
 
 def build_small_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, augment: str = "basic",
@@ -129,7 +137,7 @@ def build_small_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, a
                   bn_momentum=0.9)
         if stage < 3:
             x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
-    x = layers.Dropout(0.3, name="dropout")(layers.GlobalAveragePooling2D(name="gap")(x))
+    x = _dropout(0.3, seed, "dropout")(layers.GlobalAveragePooling2D(name="gap")(x))
     return keras.Model(inputs, layers.Dense(num_classes, name="logits")(x), name=name)
 
 
@@ -168,10 +176,10 @@ def _inverted_residual(x, hidden, filters, stride, name, relu_after_add=False):
     return layers.ReLU(name=f"{name}_out")(y) if relu_after_add else y
 
 
-def _classifier(x, num_classes, dropout):
+def _classifier(x, num_classes, dropout, seed=None):
     """[Dropout] -> Dense logits."""
     if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
+        x = _dropout(dropout, seed, "dropout")(x)
     return layers.Dense(num_classes, name="logits")(x)
 
 
@@ -196,7 +204,7 @@ def build_lightresnet(variant: str = "l", num_classes: int = 7, input_size: int 
                                    relu_after_add)
     x = layers.Identity(name="last_conv")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name or f"lightresnet_{variant}")
+    return keras.Model(inputs, _classifier(x, num_classes, dropout, seed), name=name or f"lightresnet_{variant}")
 
 
 VGG19_STAGES = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -216,7 +224,7 @@ def build_vgg19(num_classes: int = 7, input_size: int = config.CROP_SIZE, channe
             x = layers.ReLU(name="last_conv" if last else f"stage{stage}_relu{i}")(x)
         x = layers.MaxPooling2D(name=f"stage{stage}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name)
+    return keras.Model(inputs, _classifier(x, num_classes, dropout, seed), name=name)
 
 
 RESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -257,7 +265,7 @@ def build_resnet(depth: int = 18, num_classes: int = 7, input_size: int = config
     inputs, x = _stem(input_size, augment, seed, channels)
     x = _resnet_stages(_resnet_stem(x, width, stem=stem), depth, width)
     x = layers.GlobalAveragePooling2D(name="gap")(layers.Identity(name="last_conv")(x))
-    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name or f"resnet{depth}")
+    return keras.Model(inputs, _classifier(x, num_classes, dropout, seed), name=name or f"resnet{depth}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,7 +340,7 @@ def build_ca_resnet(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, d
     x = layers.BatchNormalization(name="head_bn")(x)
     x = layers.PReLU(shared_axes=[1, 2], name="last_conv")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name)
+    return keras.Model(inputs, _classifier(x, num_classes, dropout, seed), name=name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,7 +364,7 @@ def build_tiny_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, au
     x = layers.BatchNormalization(momentum=0.9, name="head_bn")(x)
     x = layers.ReLU(name="last_conv")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, _classifier(x, num_classes, dropout), name=name)
+    return keras.Model(inputs, _classifier(x, num_classes, dropout, seed), name=name)
 
 
 def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, augment: str = "basic",
@@ -397,7 +405,7 @@ def build_speed_cnn(num_classes: int = 7, input_size: int = config.IMAGE_SIZE, a
         raise ValueError(f"pool {pool!r}: choose 'avg' or 'max'")
     x = (layers.GlobalAveragePooling2D(name="gap") if pool == "avg" else layers.GlobalMaxPooling2D(name="gmp"))(x)
     if dropout:
-        x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+        x = _dropout(dropout, seed, "dropout", offset=0)(x)
     return keras.Model(inputs, layers.Dense(num_classes, dtype="float32", name="logits")(x), name=name)
 
 

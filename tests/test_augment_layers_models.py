@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from fer_keras import augment, models
+from fer_keras import augment, models, training
 from fer_keras.layers import CBAM, RandomGain
 
 
@@ -130,6 +130,19 @@ def test_every_model_builds_and_predicts_logits(name):
     assert len(last) == 4 and last[1] >= 1 and last[2] >= 1
     size = model.input_shape[1]
     assert model.predict(faces(2, size), verbose=0).shape == (2, 8)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_dropout_draws_from_the_build_seed(name):
+    """An unseeded Dropout draws its masks from torch's global generator on the torch backend, which no checkpoint
+    keeps: a resumed run there differed from the straight one (seen on one H100 and its CPU). Seeded, its state is a
+    SeedGenerator that training.seed_states saves and restores."""
+    extra = {"dropout": 0.3} if name == "speed_cnn" else {}
+    model = models.build_model(name, augment="none", width=8, seed=5, **extra)
+    seeds = [layer.seed for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dropout)]
+    assert None not in seeds and len(set(seeds)) == len(seeds), seeds  # seeded, one stream per layer
+    states = training.seed_states(model)
+    assert len(states) >= len(seeds)  # each one's state goes into the run's checkpoint
 
 
 def test_model_options_validated():

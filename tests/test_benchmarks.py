@@ -169,3 +169,5 @@ def test_ablation_table_names_each_change_and_scores_single_view_and_with_tta(tm
     assert table.loc["crop40", ["epochs", "val accuracy", "test accuracy", "test with its TTA", "TTA"]].tolist() == [
         7, 0.55, 0.575, 0.59, "ten_crop"]
     assert table.loc["baseline", "TTA"] == "flip" and table.loc["baseline", "ran beside it"] == "nothing"
+    only = experiment.ablation_table(tmp_path, baseline="crop40", names=["crop40", "not_run_yet"])
+    assert only.index.tolist() == ["crop40"] and only.loc["crop40", "changed"] == "(baseline)"

@@ -236,6 +236,42 @@ def test_the_long_ablation_adds_one_regulariser_each_to_the_hour_run_and_waits_f
     assert "unknown variant of --set long" in capsys.readouterr().err
 
 
+def test_the_erase_ablation_adds_one_regulariser_each_to_erasing_and_shares_its_baseline_run(tmp_path, capsys,
+                                                                                           monkeypatch):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import speedrun_ablation as ab
+
+    from fer_keras import campaign, cli
+
+    parser = cli.build_parser()
+    plan = campaign.ablation_plan(30.0, 0, which="long_erase")
+    assert [r.name for r in plan] == list(campaign.LONG_ERASE_ABLATION) and all(r.bf16 is True for r in plan)
+    # its baseline is the long ablation's erasing run, flag for flag, in the same results folder: not run twice
+    assert campaign.LONG_ERASE_ABLATION["long_erase"] == campaign.LONG_ABLATION["long_erase"]
+    assert campaign.ABLATIONS["long_erase"][2:] == campaign.ABLATIONS["long"][2:]
+    base = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:]))
+    assert base["augment"] == "basic+erase" and dict(base["model_arg"]) == {"width": 48} and base["input_size"] == 40
+    changes = {}
+    for run in plan[1:]:  # each variant: erasing's flags and exactly one change
+        args = vars(parser.parse_args(campaign.command(run, tmp_path)[3:]))
+        changed = {k for k in args if args[k] != base[k] and k not in ("out", "results_json")}
+        assert len(changed) == 1, (run.name, changed)
+        changes[run.name] = {k: args[k] for k in changed}
+    assert dict(changes["long_erase_dropout"]["model_arg"]) == {"width": 48, "dropout": 0.3}
+    assert changes["long_erase_strong"] == {"augment": "strong+erase"}
+    assert changes["long_erase_wd0.2"] == {"weight_decay": 0.2}
+    # the baseline already ran (its results file, no state left): only the three variants are run
+    (tmp_path / "long_erase.json").write_text(json.dumps({"test": {"accuracy": 0.68}, "epochs_run": 98}))
+    monkeypatch.setattr(campaign.provenance, "native_bf16", lambda: True)
+    assert ab.main(["--set", "long_erase", "--results", str(tmp_path), "--out", str(tmp_path / "runs"),
+                    "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "long_erase: done, skipped" in out
+    commands = [line for line in out.splitlines() if line.startswith("python -m fer_keras train")]
+    assert len(commands) == 3 and all("--budget 30m" in c and "--augment" in c for c in commands)
+    assert "--augment strong+erase" in out and "dropout=0.3" in out and "--weight-decay 0.2" in out
+
+
 def test_ckplus_cv_script_refuses_a_bad_start_model_in_one_line(tmp_path, capsys):
     sys.path.insert(0, str(REPO / "scripts"))
     try:
