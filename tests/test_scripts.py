@@ -207,24 +207,33 @@ def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_s
     assert len(err) == 1 and "wider" in err[0] and "Fix:" in err[0]
 
 
-def test_the_long_ablation_adds_one_regulariser_each_to_the_hour_run_and_waits_for_its_cpu(tmp_path, capsys,
-                                                                                          monkeypatch):
+def _one_change_each(which, tmp_path):
+    """The ablation set `which` as parsed train arguments, baseline first, after checking that every variant is
+    the baseline's flags with exactly one change and needs the bf16 CPU -> (the script, its plan, {name: {changed
+    argument: value}}, the baseline's arguments)."""
     sys.path.insert(0, str(REPO / "scripts"))
     import speedrun_ablation as ab
 
     from fer_keras import campaign, cli
 
     parser = cli.build_parser()
-    plan = campaign.ablation_plan(30.0, 0, which="long")
-    assert [r.name for r in plan] == list(campaign.LONG_ABLATION) and all(r.bf16 is True for r in plan)
-    base = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:]))
-    assert dict(base["model_arg"]) == {"width": 48} and base["input_size"] == 40 and base["tta"] == "ten_crop"
-    for run in plan[1:]:  # each variant: the hour run's flags and exactly one change
+    plan = campaign.ablation_plan(30.0, 0, which=which)
+    assert [r.name for r in plan] == list(campaign.ABLATIONS[which][0]) and all(r.bf16 is True for r in plan)
+    base, changes = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:])), {}
+    for run in plan[1:]:
         args = vars(parser.parse_args(campaign.command(run, tmp_path)[3:]))
-        changed = {k for k in args if args[k] != base[k] and k not in ("out", "results_json")}
-        assert len(changed) == 1, (run.name, changed)
-    erase = vars(parser.parse_args(campaign.command(plan[1], tmp_path)[3:]))
-    assert erase["augment"] == "basic+erase" and erase["budget"] == 30
+        changes[run.name] = {k: args[k] for k in args if args[k] != base[k] and k not in ("out", "results_json")}
+        assert len(changes[run.name]) == 1, (run.name, changes[run.name])
+    return ab, changes, base
+
+
+def test_the_long_ablation_adds_one_regulariser_each_to_the_hour_run_and_waits_for_its_cpu(tmp_path, capsys,
+                                                                                          monkeypatch):
+    from fer_keras import campaign
+
+    ab, changes, base = _one_change_each("long", tmp_path)
+    assert dict(base["model_arg"]) == {"width": 48} and base["input_size"] == 40 and base["tta"] == "ten_crop"
+    assert changes["long_erase"] == {"augment": "basic+erase"} and base["budget"] == 30
     monkeypatch.setattr(campaign.provenance, "native_bf16", lambda: True)
     assert ab.main(["--set", "long", "--results", str(tmp_path), "--only", "long_erase", "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -238,25 +247,13 @@ def test_the_long_ablation_adds_one_regulariser_each_to_the_hour_run_and_waits_f
 
 def test_the_erase_ablation_adds_one_regulariser_each_to_erasing_and_shares_its_baseline_run(tmp_path, capsys,
                                                                                            monkeypatch):
-    sys.path.insert(0, str(REPO / "scripts"))
-    import speedrun_ablation as ab
+    from fer_keras import campaign
 
-    from fer_keras import campaign, cli
-
-    parser = cli.build_parser()
-    plan = campaign.ablation_plan(30.0, 0, which="long_erase")
-    assert [r.name for r in plan] == list(campaign.LONG_ERASE_ABLATION) and all(r.bf16 is True for r in plan)
+    ab, changes, base = _one_change_each("long_erase", tmp_path)
     # its baseline is the long ablation's erasing run, flag for flag, in the same results folder: not run twice
     assert campaign.LONG_ERASE_ABLATION["long_erase"] == campaign.LONG_ABLATION["long_erase"]
     assert campaign.ABLATIONS["long_erase"][2:] == campaign.ABLATIONS["long"][2:]
-    base = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:]))
     assert base["augment"] == "basic+erase" and dict(base["model_arg"]) == {"width": 48} and base["input_size"] == 40
-    changes = {}
-    for run in plan[1:]:  # each variant: erasing's flags and exactly one change
-        args = vars(parser.parse_args(campaign.command(run, tmp_path)[3:]))
-        changed = {k for k in args if args[k] != base[k] and k not in ("out", "results_json")}
-        assert len(changed) == 1, (run.name, changed)
-        changes[run.name] = {k: args[k] for k in changed}
     assert dict(changes["long_erase_dropout"]["model_arg"]) == {"width": 48, "dropout": 0.3}
     assert changes["long_erase_strong"] == {"augment": "strong+erase"}
     assert changes["long_erase_wd0.2"] == {"weight_decay": 0.2}
