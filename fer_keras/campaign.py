@@ -123,6 +123,16 @@ DISTILL_PLAN_AMX = {
                              "--precompute-teachers", "--teacher-tta", "ten_crop"),
 }
 
+# The third try, out-of-fold soft labels (notebook 16's takeaway: a teacher's soft labels are only as honest as the
+# faces it has not seen): Training in four stratified folds (data.training_folds), one teacher per fold trained on
+# the other three (the long run's final flags, 30 minutes each), and a student whose every face, its validation
+# slice's included, is labelled by the one teacher that never saw it. Same student and seed as the pairs above.
+OOF_FOLDS = 4
+OOF_TEACHERS = [f"distill/amx/oof_teacher{i}of{OOF_FOLDS}" for i in range(OOF_FOLDS)]
+DISTILL_PLAN_AMX["speed_w18_from_oof"] = (
+    tuple(arg for name in OOF_TEACHERS for arg in ("--teacher", f"results/{name}.keras"))
+    + ("--precompute-teachers", "--teacher-tta", "ten_crop", "--teacher-folds"))
+
 # In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their
 # teachers are the 2-hour models), then issue 17: the S004 path at one equal budget each, the paper models at one
 # equal hour each, notebook 14's four labelings.
@@ -144,10 +154,14 @@ PLAN: tuple[PlannedRun, ...] = tuple(
                   keep_model=True, bf16=True) for s in (0, 1)]
     + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_seed{s}", "17_speed", 60, "budget", s, LONG_AMX_FLAGS,
                   issue=16, keep_model=True, int8=True, bf16=True) for s in (0, 1)]
+    # seeds 2 and 3: the second pair, after the erase ablation kept erasing alone (none of dropout, strong, wd0.2
+    # on top of it beat it on the validation slice), so the 2-hour ensemble's number rests on two pairs
     + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_erase_all_seed{s}", "17_speed", 60, "budget", s,
-                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, bf16=True) for s in (0, 1)]
+                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, bf16=True) for s in (0, 1, 2, 3)]
     + [PlannedRun(f"distill/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18, int8=True,
                   keep_model=True, bf16=False) for name, teachers in DISTILL_PLAN.items()]
+    + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_FINAL_FLAGS + ("--leave-out-fold", f"{i}/{OOF_FOLDS}"),
+                  issue=18, keep_model=True, bf16=True) for i, name in enumerate(OOF_TEACHERS)]
     + [PlannedRun(f"distill/amx/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18,
                   int8=True, keep_model=True, bf16=True) for name, teachers in DISTILL_PLAN_AMX.items()]
     + _s004(20)

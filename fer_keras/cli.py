@@ -86,6 +86,17 @@ def _label_mode(text: str) -> str:
     return text
 
 
+def _fold(text: str) -> str:
+    """argparse type for --leave-out-fold: 'I/K' (fold I, from 0, of K), checked."""
+    from fer_keras.data.splits import parse_fold  # numpy only
+
+    try:
+        parse_fold(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return str(text)
+
+
 def _devices(text: str):
     """argparse type for --devices: a whole number >= 1 or 'all'."""
     return "all" if str(text).strip().lower() == "all" else POSITIVE_INT(text)
@@ -222,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--teacher-tta", choices=config.TTA_CHOICES,
                        help="distillation: each teacher's logits averaged over its test-time views of the whole face "
                             "(default none; for a student with 48-pixel input)")
+    train.add_argument("--leave-out-fold", type=_fold, metavar="I/K",
+                       help="train without fold I (from 0) of Training's K stratified folds: an out-of-fold teacher "
+                            "for --teacher-folds (its model file records the fold)")
+    train.add_argument("--teacher-folds", action="store_true", default=None,
+                       help="distillation: out-of-fold soft labels; the i-th --teacher left out fold i of K = the "
+                            "number of teachers, and labels only the faces of that fold (needs --precompute-teachers)")
     train.add_argument("--time-limit", type=POSITIVE, metavar="MINUTES",
                        help="stop after the epoch that would pass this wall time and leave the run resumable "
                             "(for a session with a hard end)")
@@ -461,7 +478,7 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "tta": "tta", "seed": "seed", "time_limit": "time_limit_minutes", "loss": "loss",
                "lr_schedule": "lr_schedule", "teacher": "teachers", "alpha": "distill_alpha",
                "temperature": "distill_temperature", "precompute_teachers": "precompute_teachers",
-               "teacher_tta": "teacher_tta",
+               "teacher_tta": "teacher_tta", "leave_out_fold": "leave_out_fold", "teacher_folds": "teacher_folds",
                "budget": "budget_minutes", "precision": "precision",
                "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup", "devices": "devices"}
 

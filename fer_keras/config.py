@@ -13,6 +13,7 @@ from pathlib import Path
 IMAGE_SIZE = 48  # FER2013, FER+ and the kit's CK+ copy are 48x48 grey
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 CROP_SIZE = 44  # the S000 ten-crop size
+FOLD_SEED = 0  # data.training_folds for out-of-fold teachers and their students: one seed, so they agree
 # Test-time augmentation: name -> views a face (layers.TestTimeViews); TTA_CHOICES adds "none" (one view).
 TTA_VIEWS = {"flip": 2, "ten_crop": 10}
 TTA_CHOICES = ("none", *TTA_VIEWS)

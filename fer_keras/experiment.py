@@ -52,15 +52,28 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
     class_names = config.LABEL_SETS[label_set]
     if run.label_smoothing and train_all.y.ndim == 1:  # smoothing needs one-hot targets
         train_all = train_all._replace(y=np.eye(len(class_names), dtype=np.float32)[train_all.y])
+    fold_record, folds = None, None  # out-of-fold distillation (leave_out_fold, teacher_folds)
+    if run.leave_out_fold is not None or run.teacher_folds:
+        left_out, k = data.parse_fold(run.leave_out_fold) if run.leave_out_fold else (None, len(run.teachers))
+        folds = data.training_folds(train_all.y, k, config.FOLD_SEED)
+        fold_record = {"k": k, "seed": config.FOLD_SEED, "label_mode": run.label_mode, "of_faces": len(folds)}
+        if left_out is not None:  # a teacher: Training without fold `left_out`
+            keep = folds != left_out
+            train_all, folds = data.Split(train_all.x[keep], train_all.y[keep], train_all.rows[keep]), None
+            fold_record["left_out"] = left_out
+        else:  # a student: each teacher must have left out its fold of these faces (checked before any work)
+            check_fold_teachers(run.teachers, fold_record)
     if run.val_fraction:
         tr, va = data.holdout_split(train_all.y, run.val_fraction, run.seed)
         train = data.Split(train_all.x[tr], train_all.y[tr], train_all.rows[tr])
         val = data.Split(train_all.x[va], train_all.y[va], train_all.rows[va])
+        fold_of = None if folds is None else {"train": folds[tr], "val": folds[va]}
     else:
         train, val = train_all, None
+        fold_of = None if folds is None else {"train": folds}
     soft = train.y.ndim == 2
 
-    precision = training.resolve_precision(run.precision)
+    precision = training.resolve_precision(run.precision, run.model)
     with scope:  # build, compile and fit on every device (keras.distribution / tf.distribute)
         build_args = dict(num_classes=len(class_names), input_size=run.input_size, augment=run.augment,
                           seed=run.seed, **(run.model_kwargs or {}))
@@ -100,8 +113,14 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
             teachers = [_teacher(p, net.input_shape[1], run.teacher_tta) for p in run.teachers]
             if run.precompute_teachers:  # the teachers run once over the faces, not at every step
                 tick = time.perf_counter()
+                if run.teacher_folds:  # each face's logits from the teacher that left its fold out
+                    logits = {part: training.out_of_fold_logits(teachers, s.x, fold_of[part])
+                              for part, s in (("train", train), ("val", val)) if s is not None}
+                else:
+                    logits = {part: training.teacher_logits(teachers, s.x)
+                              for part, s in (("train", train), ("val", val)) if s is not None}
                 train, val = (None if s is None else s._replace(y=training.pack_targets(
-                    data.hard_labels(s.y), training.teacher_logits(teachers, s.x))) for s in (train, val))
+                    data.hard_labels(s.y), logits[part])) for part, s in (("train", train), ("val", val)))
                 teachers, teacher_seconds = None, round(time.perf_counter() - tick, 2)
             fit_model = training.Distiller(net, teachers, run.distill_alpha, run.distill_temperature,
                                            label_smoothing=run.label_smoothing)
@@ -146,7 +165,8 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
             twin = models.build_model(run.model, **build_args)
         twin.set_weights(net.get_weights())
         net = twin
-    meta = modelfile.make_metadata(net, label_set, model=run.model, augment=run.augment)
+    meta = modelfile.make_metadata(net, label_set, model=run.model, augment=run.augment,
+                                   **({"out_of_fold": fold_record} if run.leave_out_fold is not None else {}))
     modelfile.save_model(net, out / "model.keras", meta)
 
     loaded = modelfile.LoadedModel.from_keras(net, meta, out / "model.keras")
@@ -252,6 +272,19 @@ def resume_run(path, time_limit_minutes=None, verbose=None, command=None, starte
                          f"({', '.join(unknown)}). Fix: resume with the version that started the run, or start over.")
     return train_and_evaluate(**record["args"], time_limit_minutes=time_limit_minutes, verbose=verbose,
                               command=command, started=started, devices=devices, resume=True, state_dir=state_dir)
+
+
+def check_fold_teachers(paths, folds: dict) -> None:
+    """Out-of-fold distillation's teachers, in fold order: teacher i must have left out fold i of the same k folds
+    of the same faces (its model file's out_of_fold record: k, seed, label mode, number of faces). Else one line."""
+    for i, path in enumerate(paths):
+        record = modelfile.read_metadata(path).get("out_of_fold")
+        want = folds | {"left_out": i}
+        if record != want:
+            raise ValueError(f"--teacher-folds: teacher {i + 1}, {path}, must have left out fold {i}/{folds['k']} of "
+                             f"these {folds['of_faces']} {folds['label_mode']} Training faces; its file says "
+                             f"{record or 'it left no fold out'}. Fix: train it with --leave-out-fold "
+                             f"{i}/{folds['k']} (same --labels) and give the teachers in fold order.")
 
 
 def _teacher(path, size: int, tta: str = "none") -> keras.Model:

@@ -28,6 +28,9 @@ class RunConfig:
     whole 48-pixel faces, refused for a cropping student and with class weights. teacher_tta: 'flip' or
     'ten_crop': each teacher's logits are the mean over its test-time views of the whole face (models.with_tta),
     the signal of the teacher as it is scored; needs a student that sees whole faces.
+    leave_out_fold: 'I/K' trains without fold I of Training's K stratified folds (data.training_folds, seed 0):
+    an out-of-fold teacher. teacher_folds: out-of-fold soft labels: teacher i left out fold i of K = the number
+    of teachers, and each face's logits come from the one teacher that did not train on it (precomputed).
     budget_minutes: a wall-clock budget for the whole run (loading, training, testing) instead of an epoch
     count: the 'budget' schedule runs over the time left and training stops at the deadline.
     precision: 'auto' (mixed_bfloat16 where the CPU has native bf16, else float32), 'float32',
@@ -70,6 +73,8 @@ class RunConfig:
     ema: float | None = None
     warmup: float = 0.1
     cross_label_tests: tuple | None = field(default=None)
+    leave_out_fold: str | None = None
+    teacher_folds: bool = False
 
     # results['config'] leaves out what results['data'] and the run's own keys already say.
     _NOT_RECORDED = ("model", "source", "label_mode", "test_split", "out_dir")
@@ -79,6 +84,17 @@ class RunConfig:
             raise ValueError("precomputed teacher logits and class weights do not combine; drop one of them.")
         if self.teacher_tta not in config.TTA_CHOICES:
             raise ValueError(f"teacher_tta {self.teacher_tta!r}: choose one of {config.TTA_CHOICES}")
+        if self.leave_out_fold is not None:
+            from fer_keras.data.splits import parse_fold  # numpy only
+
+            parse_fold(self.leave_out_fold)
+        if self.teacher_folds and self.leave_out_fold is not None:
+            raise ValueError("a run either leaves a fold out (a teacher) or distils from out-of-fold teachers, "
+                             "not both. Fix: drop --leave-out-fold or --teacher-folds.")
+        if self.teacher_folds and (len(self.teachers or ()) < 2 or not self.precompute_teachers):
+            raise ValueError("out-of-fold soft labels need at least two teachers (teacher i left out fold i of K = "
+                             "the number of teachers) and precomputed teacher logits. Fix: give each fold's teacher "
+                             "with --teacher, in fold order, and --precompute-teachers.")
 
     def key(self) -> dict:
         """Every field as plain JSON values (paths as strings, tuples as lists): the run's identity in run.json."""
@@ -97,10 +113,13 @@ class RunConfig:
         out = {k: v for k, v in self.key().items() if k not in self._NOT_RECORDED}
         out["class_weights"] = bool(self.class_weights)
         if not self.teachers:
-            for k in ("teachers", "distill_alpha", "distill_temperature", "precompute_teachers", "teacher_tta"):
+            for k in ("teachers", "distill_alpha", "distill_temperature", "precompute_teachers", "teacher_tta",
+                      "teacher_folds"):
                 del out[k]
         if not self.cross_label_tests:
             del out["cross_label_tests"]
+        if self.leave_out_fold is None:
+            del out["leave_out_fold"]
         return out
 
     def matches(self, results: dict) -> bool:

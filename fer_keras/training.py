@@ -256,6 +256,23 @@ def teacher_logits(teachers, x: np.ndarray, crop: int | None = None, batch_size:
     return np.mean([np.asarray(t.predict(batches, verbose=0), np.float32) for t in teachers], axis=0)
 
 
+def out_of_fold_logits(teachers, x: np.ndarray, folds: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Out-of-fold soft labels, float32 (N, C): the faces of fold i (folds: (N,) ints) get the logits of
+    teachers[i] alone, the teacher trained without them (data.training_folds, RunConfig.leave_out_fold)."""
+    folds = np.asarray(folds)
+    if len(folds) != len(x) or folds.min(initial=0) < 0 or folds.max(initial=0) >= len(teachers):
+        raise ValueError(f"out-of-fold logits: {len(x)} faces, {len(folds)} fold numbers (need one each, "
+                         f"each from 0 to {len(teachers) - 1}: one teacher per fold)")
+    out = None
+    for i, teacher in enumerate(teachers):
+        pick = np.flatnonzero(folds == i)
+        if len(pick):
+            logits = teacher_logits([teacher], x[pick], batch_size=batch_size)
+            out = np.empty((len(x), logits.shape[1]), np.float32) if out is None else out
+            out[pick] = logits
+    return out
+
+
 def pack_targets(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
     """y for a Distiller without teachers: float32 (N, 1 + C), the integer label, then the teachers' logits."""
     return np.concatenate([np.asarray(labels, np.float32)[:, None], np.asarray(logits, np.float32)], axis=1)
@@ -347,9 +364,16 @@ def bf16_supported(cpuinfo: str | None = None) -> bool:
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
-def resolve_precision(precision: str = "auto") -> str:
+# Models that train slower in mixed_bfloat16 than in float32 on a CPU with native bf16 (AMX): their
+# depthwise convolutions gain nothing from bf16 and pay for the casts (results/train_throughput_paper_amx.json:
+# lightResNets 0.82x; the plain-conv paper models 1.2-1.9x faster in bf16). 'auto' keeps them in float32.
+BF16_SLOWER = frozenset({"lightresnet_l", "lightresnet_m"})
+
+
+def resolve_precision(precision: str = "auto", model: str | None = None) -> str:
     """'auto' -> 'mixed_bfloat16' on the TensorFlow backend with no GPU on a CPU with native bf16 (measured
-    faster there, benchmarks/README.md), else 'float32'. $FER_KERAS_PRECISION overrides 'auto'."""
+    faster there, benchmarks/README.md), except for the models measured slower in it (BF16_SLOWER), else
+    'float32'. $FER_KERAS_PRECISION overrides 'auto'."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
@@ -358,7 +382,7 @@ def resolve_precision(precision: str = "auto") -> str:
             raise ValueError(f"FER_KERAS_PRECISION={precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
-    if keras.backend.backend() != "tensorflow" or not bf16_supported():
+    if keras.backend.backend() != "tensorflow" or model in BF16_SLOWER or not bf16_supported():
         return "float32"
     import tensorflow as tf
 

@@ -136,7 +136,13 @@ def test_the_plan_is_valid_train_commands_in_order():
     s004 = [r for r in campaign.PLAN if r.step == "03_cbam"]  # the paper's width, then the CPU-sized track
     widths = [dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg or {}).get("width") for r in s004]
     assert [r.name for r in s004] == ["campaign/03_cbam", "campaign/s004_w16/03_cbam"] and widths == [None, 16]
-    students = [r for r in campaign.PLAN if r.issue == 18]
+    oof = [r for r in campaign.PLAN if "oof_teacher" in r.name]  # out-of-fold teachers: fold i left out, in order
+    assert [parser.parse_args(campaign.command(r, "results")[3:]).leave_out_fold for r in oof] == \
+        [f"{i}/{campaign.OOF_FOLDS}" for i in range(campaign.OOF_FOLDS)] and all(r.keep_model for r in oof)
+    students = [r for r in campaign.PLAN if r.issue == 18 and r not in oof]
+    from_oof, = [r for r in students if r.name.endswith("from_oof")]
+    assert from_oof.inputs() == [f"results/{r.name}.keras" for r in oof]
+    assert parser.parse_args(campaign.command(from_oof, "results")[3:]).teacher_folds
     assert [r.inputs() for r in students][0] == [] and len(students[1].inputs()) == 2  # alone, then distilled
     assert all(dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg) == {"width": 18}
                for r in students)

@@ -213,7 +213,8 @@ def test_full_runs_refuses_a_distilling_step_without_a_teacher(capsys):
                                          ("--lr", "nan"), ("--lr", "-1e-3"), ("--lr", "inf"), ("--val-fraction", "1.5"),
                                          ("--input-size", "0"), ("--seed", "-1"), ("--budget", "soon"),
                                          ("--ema", "1"), ("--warmup", "1"), ("--label-smoothing", "-0.1"),
-                                         ("--model-arg", "pool"), ("--time-limit", "0")])
+                                         ("--model-arg", "pool"), ("--time-limit", "0"),
+                                         ("--leave-out-fold", "2/2")])
 def test_train_refuses_bad_numbers_before_any_work(flag, value, tmp_path, capsys):
     out = tmp_path / "never"
     with pytest.raises(SystemExit) as stop:

@@ -233,6 +233,20 @@ def test_stratified_indices_and_holdout():
     assert np.bincount(y[va], minlength=7)[0] == 3
 
 
+def test_training_folds_cover_every_face_once_stratified_and_repeatably():
+    y = np.repeat(np.arange(7), [40, 4, 40, 40, 40, 40, 40])
+    folds = data.training_folds(y, 4, seed=0)
+    assert folds.shape == y.shape and set(folds) == {0, 1, 2, 3}
+    assert np.array_equal(folds, data.training_folds(np.eye(7)[y], 4, seed=0))  # one-hot labels: the same folds
+    for f in range(4):  # every class spread evenly over the folds
+        assert np.bincount(y[folds == f], minlength=7).tolist() == [10, 1, 10, 10, 10, 10, 10]
+    assert not np.array_equal(folds, data.training_folds(y, 4, seed=1))
+    assert data.parse_fold("1/3") == (1, 3)
+    for bad in ("3/3", "1", "a/b", "0/1", "-1/2"):
+        with pytest.raises(ValueError, match="write (it as )?I/K"):
+            data.parse_fold(bad)
+
+
 def test_to_model_input():
     x = data.to_model_input(np.zeros((2, 48, 48), np.uint8))
     assert x.shape == (2, 48, 48, 1) and x.dtype == np.float32

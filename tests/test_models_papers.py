@@ -291,6 +291,46 @@ def test_teachers_can_teach_with_their_test_time_views(tmp_path):
     assert "teacher_tta" not in experiment.RunConfig().record()
 
 
+def test_out_of_fold_logits_take_each_face_from_the_teacher_that_left_it_out():
+    inp = keras.Input((48, 48, 1))
+    flat = keras.layers.Flatten()(inp)
+    const = [keras.Model(inp, keras.layers.Dense(3, kernel_initializer="zeros", bias_initializer=keras.initializers
+                                                  .Constant([float(i), 0.0, -1.0]))(flat)) for i in range(3)]
+    x = np.zeros((7, 48, 48), np.uint8)
+    folds = np.array([2, 0, 1, 1, 0, 2, 2])
+    out = training.out_of_fold_logits(const, x, folds)
+    assert out.dtype == np.float32 and out[:, 0].tolist() == folds.astype(float).tolist()
+    with pytest.raises(ValueError, match="one teacher per fold"):
+        training.out_of_fold_logits(const[:2], x, folds)
+
+
+def test_out_of_fold_distillation_end_to_end(tmp_path):
+    """Two teachers, each trained without one fold of Training (its file records which), then a student whose soft
+    labels come, face by face, from the teacher that did not see the face; teachers out of order: one line."""
+    from fer_keras import data, modelfile
+
+    common = dict(model="tiny_cnn", source="sample", epochs=1, model_kwargs={"width": 4}, val_fraction=0, verbose=0)
+    teachers = []
+    for i in range(2):
+        r = experiment.train_and_evaluate(out_dir=tmp_path / f"t{i}", leave_out_fold=f"{i}/2", **common)
+        faces = len(data.load_sample(["Training"])["Training"].y)
+        assert r["config"]["leave_out_fold"] == f"{i}/2" and abs(r["data"]["train_n"] - faces / 2) <= 4
+        record = modelfile.read_metadata(tmp_path / f"t{i}" / "model.keras")["out_of_fold"]
+        assert record == {"k": 2, "seed": 0, "label_mode": "fer2013", "of_faces": faces, "left_out": i}
+        teachers.append(str(tmp_path / f"t{i}" / "model.keras"))
+    r = experiment.train_and_evaluate(out_dir=tmp_path / "s", teachers=teachers, precompute_teachers=True,
+                                      teacher_folds=True, **common)
+    assert r["config"]["teacher_folds"] is True and np.isfinite(r["history"]["loss"]).all()
+    assert "leave_out_fold" not in r["config"]
+    with pytest.raises(ValueError, match="teacher 1, .*t1.*must have left out fold 0/2"):
+        experiment.train_and_evaluate(out_dir=tmp_path / "s2", teachers=teachers[::-1], precompute_teachers=True,
+                                      teacher_folds=True, **common)
+    with pytest.raises(ValueError, match="at least two teachers"):
+        experiment.RunConfig(teachers=teachers[:1], precompute_teachers=True, teacher_folds=True)
+    with pytest.raises(ValueError, match="not both"):
+        experiment.RunConfig(teachers=teachers, precompute_teachers=True, teacher_folds=True, leave_out_fold="0/2")
+
+
 def test_precomputed_teacher_logits_give_the_distillers_loss_and_metrics():
     from fer_keras import data
 

@@ -7,7 +7,7 @@ Bad input raises `FerDataError` naming the file, the line and the fix.
 One module per data set, imported from the bottom up (nothing imports this package's `__init__` back):
   files.py    finding files, reading CSVs with clear errors, FerDataError, Split
   fer2013.py  the Kaggle CSV (pixels, labels, Usage), the compact .npy.xz copy, the bundled sample
-  splits.py   hard labels, class weights, stratified picks, hold-out splits, model input
+  splits.py   hard labels, class weights, stratified picks, hold-out splits, training folds, model input
   ferplus.py  FER+ votes and their label rules (majority, probability; ferplus8/7, FERm)
   ckplus.py   CK+48 and its folds (subject-independent; the leaky scheme for comparison)
   labels.py   FER2013 labels against FER+ votes, face by face (notebooks 00 and 14)
@@ -29,16 +29,16 @@ from fer_keras.data.ferplus import (align_ferplus, compare_labels, ferplus_label
 from fer_keras.data.files import (FerDataError, Split, _fer_and_ferplus_paths, fetch_fer2013_kaggle,
                                   find_data_file, sample_path)
 from fer_keras.data.labels import label_agreement, load_with_votes, most_disputed, vote_share
-from fer_keras.data.splits import (class_weights, hard_labels, holdout_split, stratified_indices,
-                                   to_model_input)
+from fer_keras.data.splits import (class_weights, hard_labels, holdout_split, parse_fold, stratified_indices,
+                                   to_model_input, training_folds)
 
 __all__ = ["CKPLUS_FULL_COUNTS", "CKPLUS_LEAKY_TEST_COUNTS", "COMPACT_FILES", "CkPlus", "FerDataError",
            "Split", "align_ferplus", "class_weights", "compare_labels", "ferplus_labels",
            "fetch_fer2013_kaggle", "find_data_file", "fold_leakage", "hard_labels", "holdout_split",
            "label_agreement", "leaky_kfold", "load_ckplus", "load_compact", "load_dataset", "load_fer2013",
-           "load_ferplus", "load_sample", "load_with_votes", "most_disputed", "parse_pixels", "read_fer2013",
-           "read_ferplus_votes", "sample_path", "stratified_indices", "subject_kfold", "to_model_input",
-           "vote_share"]
+           "load_ferplus", "load_sample", "load_with_votes", "most_disputed", "parse_fold", "parse_pixels",
+           "read_fer2013", "read_ferplus_votes", "sample_path", "stratified_indices", "subject_kfold",
+           "to_model_input", "training_folds", "vote_share"]
 
 
 def load_dataset(source: str | os.PathLike | None = "sample", label_mode: str = "fer2013",
