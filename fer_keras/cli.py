@@ -88,10 +88,10 @@ def _label_mode(text: str) -> str:
 
 def _fold(text: str) -> str:
     """argparse type for --leave-out-fold: 'I/K' (fold I, from 0, of K), checked."""
-    from fer_keras.data.splits import parse_fold  # numpy only
+    from fer_keras import config
 
     try:
-        parse_fold(text)
+        config.parse_fold(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return str(text)

@@ -131,3 +131,14 @@ def tune_allocator(top_pad: int | None = None) -> dict:
 
 
 ALLOCATOR = {"allocator": "default", "malloc_top_pad": None}  # what tune_allocator last did
+
+
+def parse_fold(text: str) -> tuple[int, int]:
+    """'I/K' -> (I, K): fold I (from 0) of K folds (data.training_folds, `train --leave-out-fold`), e.g. '0/2'."""
+    try:
+        i, k = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"fold {text!r}: write it as I/K, fold I (from 0) of K folds, e.g. 0/2") from None
+    if k < 2 or not 0 <= i < k:
+        raise ValueError(f"fold {text!r}: write I/K with K at least 2 and I from 0 to K-1, e.g. 0/2")
+    return i, k

@@ -54,7 +54,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         train_all = train_all._replace(y=np.eye(len(class_names), dtype=np.float32)[train_all.y])
     fold_record, folds = None, None  # out-of-fold distillation (leave_out_fold, teacher_folds)
     if run.leave_out_fold is not None or run.teacher_folds:
-        left_out, k = data.parse_fold(run.leave_out_fold) if run.leave_out_fold else (None, len(run.teachers))
+        left_out, k = config.parse_fold(run.leave_out_fold) if run.leave_out_fold else (None, len(run.teachers))
         folds = data.training_folds(train_all.y, k, config.FOLD_SEED)
         fold_record = {"k": k, "seed": config.FOLD_SEED, "label_mode": run.label_mode, "of_faces": len(folds)}
         if left_out is not None:  # a teacher: Training without fold `left_out`
@@ -611,7 +611,8 @@ def throughput_table(record: dict, model: str | None = None) -> pd.DataFrame:
              "model": r["model"], "precision": r["precision"], "batch": r["batch_size"],
              "faces/s": r["faces_per_s"], "GFLOP/s": r["achieved_gflops"]}
             for s in record["settings"] for r in s["runs"] if model is None or r["model"] == model]
-    return pd.DataFrame(rows).sort_values("faces/s", ascending=False, ignore_index=True)
+    columns = ["backend", "threads", "allocator", "model", "precision", "batch", "faces/s", "GFLOP/s"]
+    return pd.DataFrame(rows, columns=columns).sort_values("faces/s", ascending=False, ignore_index=True)
 
 
 def speedrun_points(folder) -> dict:

@@ -85,9 +85,7 @@ class RunConfig:
         if self.teacher_tta not in config.TTA_CHOICES:
             raise ValueError(f"teacher_tta {self.teacher_tta!r}: choose one of {config.TTA_CHOICES}")
         if self.leave_out_fold is not None:
-            from fer_keras.data.splits import parse_fold  # numpy only
-
-            parse_fold(self.leave_out_fold)
+            config.parse_fold(self.leave_out_fold)
         if self.teacher_folds and self.leave_out_fold is not None:
             raise ValueError("a run either leaves a fold out (a teacher) or distils from out-of-fold teachers, "
                              "not both. Fix: drop --leave-out-fold or --teacher-folds.")

@@ -1,4 +1,4 @@
-"""config: the allocator setting applied at import (config.tune_allocator)."""
+"""config: the allocator setting applied at import (config.tune_allocator), and fold names (parse_fold)."""
 
 import platform
 import subprocess
@@ -45,3 +45,10 @@ def test_tune_allocator_reports_what_it_did_and_provenance_carries_it():
     from fer_keras import provenance
 
     assert provenance.provenance(["x"])["allocator"] == state
+
+
+def test_parse_fold_reads_i_of_k_and_refuses_the_rest_in_one_line():
+    assert config.parse_fold("1/3") == (1, 3) and config.parse_fold("0/2") == (0, 2)
+    for bad in ("3/3", "1", "a/b", "0/1", "-1/2"):
+        with pytest.raises(ValueError, match="write (it as )?I/K"):
+            config.parse_fold(bad)

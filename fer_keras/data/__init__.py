@@ -29,14 +29,14 @@ from fer_keras.data.ferplus import (align_ferplus, compare_labels, ferplus_label
 from fer_keras.data.files import (FerDataError, Split, _fer_and_ferplus_paths, fetch_fer2013_kaggle,
                                   find_data_file, sample_path)
 from fer_keras.data.labels import label_agreement, load_with_votes, most_disputed, vote_share
-from fer_keras.data.splits import (class_weights, hard_labels, holdout_split, parse_fold, stratified_indices,
+from fer_keras.data.splits import (class_weights, hard_labels, holdout_split, stratified_indices,
                                    to_model_input, training_folds)
 
 __all__ = ["CKPLUS_FULL_COUNTS", "CKPLUS_LEAKY_TEST_COUNTS", "COMPACT_FILES", "CkPlus", "FerDataError",
            "Split", "align_ferplus", "class_weights", "compare_labels", "ferplus_labels",
            "fetch_fer2013_kaggle", "find_data_file", "fold_leakage", "hard_labels", "holdout_split",
            "label_agreement", "leaky_kfold", "load_ckplus", "load_compact", "load_dataset", "load_fer2013",
-           "load_ferplus", "load_sample", "load_with_votes", "most_disputed", "parse_fold", "parse_pixels",
+           "load_ferplus", "load_sample", "load_with_votes", "most_disputed", "parse_pixels",
            "read_fer2013", "read_ferplus_votes", "sample_path", "stratified_indices", "subject_kfold",
            "to_model_input", "training_folds", "vote_share"]
 

@@ -51,17 +51,6 @@ def holdout_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[
 
 
 
-def parse_fold(text: str) -> tuple[int, int]:
-    """'I/K' -> (I, K): fold I (0-based) of K folds (training_folds), e.g. '0/2'."""
-    try:
-        i, k = (int(part) for part in str(text).split("/"))
-    except ValueError:
-        raise ValueError(f"fold {text!r}: write it as I/K, fold I (from 0) of K folds, e.g. 0/2") from None
-    if k < 2 or not 0 <= i < k:
-        raise ValueError(f"fold {text!r}: write I/K with K at least 2 and I from 0 to K-1, e.g. 0/2")
-    return i, k
-
-
 def training_folds(y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """The fold (0..k-1) of every face: stratified k-fold (scikit-learn), shuffled with `seed`. Out-of-fold
     distillation uses it twice with the same labels and seed: each teacher trains without one fold
