@@ -113,14 +113,12 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
             teachers = [_teacher(p, net.input_shape[1], run.teacher_tta) for p in run.teachers]
             if run.precompute_teachers:  # the teachers run once over the faces, not at every step
                 tick = time.perf_counter()
-                if run.teacher_folds:  # each face's logits from the teacher that left its fold out
-                    logits = {part: training.out_of_fold_logits(teachers, s.x, fold_of[part])
-                              for part, s in (("train", train), ("val", val)) if s is not None}
-                else:
-                    logits = {part: training.teacher_logits(teachers, s.x)
-                              for part, s in (("train", train), ("val", val)) if s is not None}
+                def logits(s, part):  # out of fold: each face's from the teacher that left its fold out
+                    return (training.out_of_fold_logits(teachers, s.x, fold_of[part]) if run.teacher_folds
+                            else training.teacher_logits(teachers, s.x))
+
                 train, val = (None if s is None else s._replace(y=training.pack_targets(
-                    data.hard_labels(s.y), logits[part])) for part, s in (("train", train), ("val", val)))
+                    data.hard_labels(s.y), logits(s, part))) for part, s in (("train", train), ("val", val)))
                 teachers, teacher_seconds = None, round(time.perf_counter() - tick, 2)
             fit_model = training.Distiller(net, teachers, run.distill_alpha, run.distill_temperature,
                                            label_smoothing=run.label_smoothing)
