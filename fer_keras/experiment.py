@@ -102,7 +102,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
                                                progress_bar=verbose == 1 and budget_s is not None)
         elif schedule_used not in (None, "s000_step"):
             raise ValueError(f"lr_schedule {run.lr_schedule!r}: choose None, 'cosine', 's000_step' or 'budget'")
-        fit_model, teacher_seconds = net, None
+        fit_model, teacher_seconds, label_accuracy = net, None, None
         if run.teachers:
             if soft and not run.label_smoothing:
                 raise ValueError("distillation here takes integer labels; use a ':majority' label mode")
@@ -120,6 +120,9 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
                 train, val = (None if s is None else s._replace(y=training.pack_targets(
                     data.hard_labels(s.y), logits(s, part))) for part, s in (("train", train), ("val", val)))
                 teachers, teacher_seconds = None, round(time.perf_counter() - tick, 2)
+                # how often a soft label's top class is the face's label (out of fold: faces its teacher never saw)
+                label_accuracy = {part: round(float(np.mean(s.y[:, 1:].argmax(1) == s.y[:, 0])), 4)
+                                  for part, s in (("train", train), ("val", val)) if s is not None}
             fit_model = training.Distiller(net, teachers, run.distill_alpha, run.distill_temperature,
                                            label_smoothing=run.label_smoothing)
         distilling = fit_model is not net  # a Distiller: its own loss (smoothing inside), integer labels scored
@@ -190,6 +193,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         "input_shape": list(net.input_shape[1:]),
         "precision_used": precision, "lr_schedule_used": schedule_used, "distribution": distribution,
         **({"teacher_logits_seconds": teacher_seconds} if teacher_seconds is not None else {}),
+        **({"teacher_label_accuracy": label_accuracy} if label_accuracy else {}),
         "epochs_run": epochs_run,
         "stopped_by_time_limit": bool(timer and timer.stopped),
         "stopped_by_budget": bool(schedule and schedule.stopped),
@@ -517,10 +521,12 @@ def _cpu_name(prov: dict) -> str:
     return "{model_name} fam {family} model {model}".format(**prov["hardware"]["cpu"])
 
 
-def _speedrun_files(folder: Path) -> list[Path]:
-    """The JSON files of results/speedrun/ and its machine folders (not config.SPEEDRUN_OTHER's)."""
-    return sorted(folder.glob("*.json")) + sorted(p for p in folder.glob("*/*.json")
-                                                  if p.parent.name not in config.SPEEDRUN_OTHER)
+def _speedrun_records(folder: Path) -> dict[str, dict]:
+    """{path relative to folder, without .json: record} of results/speedrun/'s JSON files and its machine folders'
+    (not config.SPEEDRUN_OTHER's), each file read once."""
+    paths = sorted(folder.glob("*.json")) + sorted(p for p in folder.glob("*/*.json")
+                                                   if p.parent.name not in config.SPEEDRUN_OTHER)
+    return {p.relative_to(folder).with_suffix("").as_posix(): json.loads(p.read_text()) for p in paths}
 
 
 def speedrun_table(folder) -> pd.DataFrame:
@@ -528,18 +534,20 @@ def speedrun_table(folder) -> pd.DataFrame:
     config.SPEEDRUN_OTHER): one row per budget run, named by its path (what it changed against the speed recipe, budget,
     seed, minutes (run_minutes), the epoch a resumed run went on from, epochs, PublicTest accuracy single view and
     with the run's TTA, macro-F1, CPU, precision, what else ran)."""
+    return _speedrun_table(_speedrun_records(Path(folder)))
+
+
+def _speedrun_table(records: dict[str, dict]) -> pd.DataFrame:
     recipe = RunConfig(**step_config("17_speed", "full")).record()
-    folder = Path(folder)
     rows = {}
-    for path in _speedrun_files(folder):
-        r = json.loads(path.read_text())
+    for name, r in records.items():
         if "test" not in r or not r.get("config", {}).get("budget_minutes"):
             continue
         single = r.get("test_single_crop", r["test"])
         prov = r["provenance"]
         changed = {k: v for k, v in r["config"].items()
                    if k in recipe and k not in ("epochs", "seed", "budget_minutes") and v != recipe[k]}
-        rows[path.relative_to(folder).with_suffix("").as_posix()] = {
+        rows[name] = {
             "changed": ", ".join(f"{k}={v}" for k, v in changed.items()) or "(the recipe)",
             "budget min": r["config"]["budget_minutes"], "seed": r["config"]["seed"],
             "minutes": round(run_minutes(r), 2), "resumed at epoch": r.get("resumed_from_epoch"),
@@ -618,13 +626,12 @@ def speedrun_points(folder) -> dict:
     the budget runs, one series per machine and precision (speed differs several-fold between them), for
     viz.plot_time_to_accuracy. Ensembles (`evaluate A.keras B.keras ... --json`, with the minutes everything took
     from scratch in cost.total_minutes) are their own series per machine and member count."""
-    table = speedrun_table(folder)
+    records = _speedrun_records(Path(folder))
     points: dict = {}
-    for _, row in table.iterrows():
+    for _, row in _speedrun_table(records).iterrows():
         label = f"speed_cnn, {row['cpu'].split(' fam')[0]}, {row['precision']}"
         points.setdefault(label, []).append((row["minutes"], row["with TTA"]))
-    for path in _speedrun_files(Path(folder)):
-        r = json.loads(path.read_text())
+    for r in records.values():
         total = r.get("cost", {}).get("total_minutes") if "members" in r else None
         if total:
             label = f"ensemble of {len(r['members'])} speed_cnn, {_cpu_name(r['provenance']).split(' fam')[0]}"

@@ -380,6 +380,8 @@ def test_train_and_evaluate_precomputes_the_teachers_once_or_says_why_not(tmp_pa
     r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], precompute_teachers=True,
                                       out_dir=tmp_path / "run", model_kwargs={"width": 4}, verbose=0)
     assert r["config"]["precompute_teachers"] is True and r["teacher_logits_seconds"] > 0
+    assert set(r["teacher_label_accuracy"]) == {"train", "val"}
+    assert all(0 <= a <= 1 for a in r["teacher_label_accuracy"].values())
     assert np.isfinite(r["history"]["loss"]).all() and 0 <= r["history"]["val_accuracy"][0] <= 1
     with pytest.raises(ValueError, match="whole faces"):
         experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], input_size=44,
