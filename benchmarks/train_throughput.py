@@ -9,6 +9,8 @@ augmentation, in one `fit` call whose first epoch is the warm-up; the figure is 
 epochs of `--steps` steps after it. Settings 'backend:threads:glibc' run with glibc's own malloc settings
 (FER_KERAS_MALLOC_TOP_PAD=0) instead of the kit's, to measure what config.tune_allocator buys.
 Achieved GFLOP/s counts training as 3x the forward FLOPs (flops.count_flops, 2 FLOPs per multiply-add).
+A model may be named with a timing variant, 'lightresnet_l+no_depthwise' or '+dw_float32' (VARIANTS): one layer
+type taken out or computed in float32, to see what it costs.
 Timings need the machine to themselves: run nothing beside it, and say so in FER_KERAS_CONCURRENT.
 """
 
@@ -54,8 +56,46 @@ def matmul_peak(precision: str, n: int = 2048, reps: int = 8) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
+def _dw_float32(layer):
+    """Variant '+dw_float32': every depthwise convolution computed in float32 inside a mixed_bfloat16 model."""
+    import keras
+
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return layer.__class__.from_config(layer.get_config() | {"dtype": "float32"})
+    return layer.__class__.from_config(layer.get_config())
+
+
+def _no_depthwise(layer):
+    """Variant '+no_depthwise' (timing only, not a model to train): every depthwise convolution replaced by
+    nothing (identity, or a 2x subsample where it is strided), so the rate shows what the depthwise layers cost."""
+    import keras
+
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        if layer.strides == (1, 1):
+            return keras.layers.Identity(name=layer.name)
+        return keras.layers.MaxPooling2D(1, strides=layer.strides, padding="same", name=layer.name)
+    return layer.__class__.from_config(layer.get_config())
+
+
+VARIANTS = {"dw_float32": _dw_float32, "no_depthwise": _no_depthwise}
+
+
+def build_variant(spec: str, **kwargs):
+    """A kit model from 'name' or 'name+variant' (VARIANTS: one layer type changed, to see what it costs)."""
+    import keras
+
+    from fer_keras import models
+
+    name, _, variant = spec.partition("+")
+    if variant and variant not in VARIANTS:
+        raise ValueError(f"model {spec!r}: variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    net = models.build_model(name, **kwargs)
+    return keras.models.clone_model(net, clone_function=VARIANTS[variant]) if variant else net
+
+
 def train_rate(model_name: str, precision: str, batch_size: int, steps: int, repeats: int) -> dict:
-    """Median faces/s of `fit` over `repeats` epochs of `steps` steps (after a warm-up epoch)."""
+    """Median faces/s of `fit` over `repeats` epochs of `steps` steps (after a warm-up epoch). model_name may
+    name a variant ('lightresnet_l+dw_float32', see VARIANTS)."""
     import keras
 
     class EpochClock(keras.callbacks.Callback):
@@ -71,7 +111,7 @@ def train_rate(model_name: str, precision: str, batch_size: int, steps: int, rep
 
     import numpy as np
 
-    from fer_keras import data, flops, models, training
+    from fer_keras import data, flops, training
 
     keras.utils.set_random_seed(0)
     s = data.load_sample(["Training"])["Training"]
@@ -79,7 +119,7 @@ def train_rate(model_name: str, precision: str, batch_size: int, steps: int, rep
     reps = -(-n // len(s.y))
     x, y = np.tile(s.x, (reps, 1, 1))[:n], np.tile(s.y, reps)[:n]
     with training.dtype_policy(precision):
-        net = models.build_model(model_name, augment="basic", seed=0)
+        net = build_variant(model_name, augment="basic", seed=0)
     training.compile_model(net, 1e-3, "adamw", weight_decay=0.05)
     batches = training.FaceBatches(x, y, batch_size, shuffle=True, crop=net.input_shape[1])
     clock = EpochClock()
@@ -88,7 +128,7 @@ def train_rate(model_name: str, precision: str, batch_size: int, steps: int, rep
     net.fit(batches, epochs=repeats + 1, steps_per_epoch=steps, verbose=0, callbacks=[clock], shuffle=False)
     rates = [n / s for s in clock.seconds[1:]]
     with training.dtype_policy("float32"):
-        mflops = flops.count_flops(models.build_model(model_name, augment="none")) / 1e6
+        mflops = flops.count_flops(build_variant(model_name, augment="none")) / 1e6
     rate = statistics.median(rates)
     return {"model": model_name, "precision": precision, "batch_size": batch_size, "faces_per_s": round(rate, 1),
             "faces_per_s_runs": [round(r, 1) for r in rates], "forward_mflops": round(mflops, 1),

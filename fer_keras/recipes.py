@@ -173,7 +173,9 @@ PAPER_RUNS = {
     "10_ca_resnet_ce": S002_RECIPE | {"model": "ca_resnet", "loss": "crossentropy"},
     "10_ca_resnet_focal": S002_RECIPE | {"model": "ca_resnet"},
 }
-# Notebook 14: one model and recipe (the S004 path's last step), four labelings of the same faces.
+# Notebook 14: one model and recipe, four labelings of the same faces: the CPU speed recipe (notebook 17; the
+# S004 path's last step was the recipe until measured: S004's full-width models reach one to three epochs in 20
+# minutes of this CPU, results/campaign/0*.json, too few to tell four labelings apart).
 # Each is also scored on the FER+ majority and the FER2013 labels of the same test split (classes by name).
 _BOTH = {"cross_label_tests": ("ferplus8", "fer2013")}
 LABEL_RUNS = {
@@ -221,7 +223,7 @@ def step_config(step: str, mode: str | None = None, **overrides) -> dict:
         kwargs = {"source": "fer2013"} | SPEED_RECIPE | SPEED_RUNS[step]
         smoke = SMOKE | {"epochs": 2, "batch_size": 32}
     elif step in LABEL_RUNS:
-        kwargs = {"source": "fer2013"} | S004_RECIPE | S004_STEPS["07_augmentation"] | LABEL_RUNS[step]
+        kwargs = {"source": "fer2013"} | SPEED_RECIPE | LABEL_RUNS[step]
         smoke = SMOKE_LABELS
     else:
         kwargs = {"source": "fer2013"} | PAPER_RUNS[step]

@@ -364,9 +364,10 @@ def bf16_supported(cpuinfo: str | None = None) -> bool:
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
-# Models that train slower in mixed_bfloat16 than in float32 on a CPU with native bf16 (AMX): their
-# depthwise convolutions gain nothing from bf16 and pay for the casts (results/train_throughput_paper_amx.json:
-# lightResNets 0.82x; the plain-conv paper models 1.2-1.9x faster in bf16). 'auto' keeps them in float32.
+# Models that train slower in mixed_bfloat16 than in float32 on a CPU with native bf16 (AMX)
+# (results/train_throughput_paper_amx.json: the lightResNets; the plain-conv paper models faster in bf16). Not
+# their depthwise convolutions alone: without any, lightResNetl is still no faster in bf16 than in float32
+# (results/train_throughput_lightresnet_depthwise_amx.json). 'auto' keeps them in float32.
 BF16_SLOWER = frozenset({"lightresnet_l", "lightresnet_m"})
 
 

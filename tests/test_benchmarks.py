@@ -35,6 +35,31 @@ def test_train_throughput_measures_rate_and_flops_consistently():
     assert abs(r["achieved_gflops"] - 3 * 43.1 * r["faces_per_s"] / 1e3) <= 0.06 + 2e-3 * r["achieved_gflops"]
 
 
+def test_train_throughput_variants_change_only_the_depthwise_layers():
+    bench = _load("train_throughput")
+    import keras
+    import numpy as np
+    import pytest
+
+    from fer_keras import training
+
+    def depthwise(net):
+        return [layer for layer in net.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
+
+    base = bench.build_variant("lightresnet_l", width=8, augment="none", seed=0)
+    gone = bench.build_variant("lightresnet_l+no_depthwise", width=8, augment="none", seed=0)
+    assert len(depthwise(base)) == 8 and not depthwise(gone)  # two blocks in each of four stages
+    assert gone.output_shape == base.output_shape and len(gone.layers) == len(base.layers)
+    x = np.zeros((2, *base.input_shape[1:]), "uint8")
+    assert gone.predict(x, verbose=0).shape == (2, 7)
+    with training.dtype_policy("mixed_bfloat16"):
+        mixed = bench.build_variant("lightresnet_l+dw_float32", width=8, augment="none", seed=0)
+    assert {layer.compute_dtype for layer in depthwise(mixed)} == {"float32"}
+    assert mixed.get_layer("stage2_block1_expand").compute_dtype == "bfloat16"  # the rest stays mixed
+    with pytest.raises(ValueError, match="choose one of"):
+        bench.build_variant("lightresnet_l+nothing")
+
+
 def test_train_throughput_picks_the_fastest_setting_and_plots():
     bench = _load("train_throughput")
     from fer_keras import viz

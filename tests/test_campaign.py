@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fer_keras import campaign, cli, config, provenance
+from fer_keras import campaign, cli, config, provenance, recipes
 
 PLAN = (campaign.PlannedRun("speedrun/b15", "17_speed", 15, "budget", 0, issue=16),
         campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20),
@@ -152,6 +152,20 @@ def test_the_plan_is_valid_train_commands_in_order():
     assert papers and all(r.int8 and r.kind == "budget" and r.minutes == 60 for r in papers)
     for run in papers:
         assert parser.parse_args(campaign.int8_command(run, "results")[3:]).results_json == f"results/{run.name}.json"
+
+
+def test_notebook_14s_labelings_differ_in_their_labels_only():
+    parser = cli.build_parser()
+    runs = [r for r in campaign.PLAN if r.step.startswith("14_")]
+    assert [r.step for r in runs] == list(recipes.LABEL_RUNS)
+    assert {(r.kind, r.minutes, r.seed, r.flags, r.bf16) for r in runs} == \
+        {("budget", 30, 0, campaign.LONG_FINAL_FLAGS, True)}  # one budget, one recipe, one kind of CPU
+    configs = [recipes.step_config(r.step, "full") for r in runs]
+    assert {c["label_mode"] for c in configs} == {"fer2013", "ferplus8", "ferplus8:probability", "ferm"}
+    assert all(c | {"label_mode": None} == configs[0] | {"label_mode": None} for c in configs)
+    assert configs[0]["model"] == recipes.SPEED_RECIPE["model"]  # the speed recipe, not S004's (too slow here)
+    args = parser.parse_args(campaign.command(runs[1], "results")[3:])
+    assert (args.val_fraction, args.input_size, args.augment) == (0, 40, "basic+erase")
 
 
 def test_campaign_cli_bad_flags_are_one_line(capsys):

@@ -106,7 +106,14 @@ def test_labels_table_scores_each_labeling_on_ferplus_and_fer2013(two_runs):
     (folder / "campaign" / "a.json").write_text(json.dumps(a))
     rows = reporting.render_block("labels campaign/a campaign/none", folder).splitlines()
     assert rows[2].startswith("| `campaign/a` | ferplus8 | 25,045 | 4 ep, 20 min |")
-    assert "81.23 % (n = 3,573) | 60.11 % (n = 3,589) |" in rows[2] and "not measured yet" in rows[3]
+    assert "81.23 % (n = 3,573) | 60.11 % (n = 3,589) | – |" in rows[2] and "not measured yet" in rows[3]
+    assert all(r.count("|") == rows[0].count("|") for r in rows[1:4])
+    # a run with test-time views: its one-view score sits beside the (one-view) cross-label scores, TTA at the end
+    a |= {"test_single_crop": {"accuracy": 0.8011, "n": 3573}, "test": {"accuracy": 0.8234, "n": 3573},
+          "config": {"tta": "ten_crop"}}
+    (folder / "campaign" / "a.json").write_text(json.dumps(a))
+    row = reporting.render_block("labels campaign/a", folder).splitlines()[2]
+    assert row.endswith("| 80.11 % (n = 3,573) | 81.23 % (n = 3,573) | 60.11 % (n = 3,589) | 82.34 % (ten_crop) |")
 
 
 def test_inline_values_render_one_number_from_a_file_and_name_a_wrong_path(tmp_path):
