@@ -57,26 +57,21 @@ def matmul_peak(precision: str, n: int = 2048, reps: int = 8) -> float:
 
 
 def _dw_float32(layer):
-    """Variant '+dw_float32': every depthwise convolution computed in float32 inside a mixed_bfloat16 model."""
-    import keras
-
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return layer.__class__.from_config(layer.get_config() | {"dtype": "float32"})
-    return layer.__class__.from_config(layer.get_config())
+    """Variant '+dw_float32': a depthwise convolution computed in float32 inside a mixed_bfloat16 model."""
+    return layer.__class__.from_config(layer.get_config() | {"dtype": "float32"})
 
 
 def _no_depthwise(layer):
-    """Variant '+no_depthwise' (timing only, not a model to train): every depthwise convolution replaced by
-    nothing (identity, or a 2x subsample where it is strided), so the rate shows what the depthwise layers cost."""
+    """Variant '+no_depthwise' (timing only, not a model to train): a depthwise convolution replaced by nothing
+    (identity, or a 2x subsample where it is strided), so the rate shows what the depthwise layers cost."""
     import keras
 
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        if layer.strides == (1, 1):
-            return keras.layers.Identity(name=layer.name)
-        return keras.layers.MaxPooling2D(1, strides=layer.strides, padding="same", name=layer.name)
-    return layer.__class__.from_config(layer.get_config())
+    if layer.strides == (1, 1):
+        return keras.layers.Identity(name=layer.name)
+    return keras.layers.MaxPooling2D(1, strides=layer.strides, padding="same", name=layer.name)
 
 
+# name -> what each DepthwiseConv2D becomes; every other layer is cloned as it is
 VARIANTS = {"dw_float32": _dw_float32, "no_depthwise": _no_depthwise}
 
 
@@ -90,7 +85,11 @@ def build_variant(spec: str, **kwargs):
     if variant and variant not in VARIANTS:
         raise ValueError(f"model {spec!r}: variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     net = models.build_model(name, **kwargs)
-    return keras.models.clone_model(net, clone_function=VARIANTS[variant]) if variant else net
+    if not variant:
+        return net
+    replace = VARIANTS[variant]
+    return keras.models.clone_model(net, clone_function=lambda layer: replace(layer) if isinstance(
+        layer, keras.layers.DepthwiseConv2D) else layer.__class__.from_config(layer.get_config()))
 
 
 def train_rate(model_name: str, precision: str, batch_size: int, steps: int, repeats: int) -> dict:

@@ -41,6 +41,11 @@ def _pct(v):
     return "–" if v is None else f"{100 * v:.2f} %"
 
 
+def _tta_cell(r: dict) -> str:
+    """A run's accuracy with its test-time views and their name ('67.23 % (ten_crop)'), '–' for a run without."""
+    return f"{_pct(r['test']['accuracy'])} ({r['config'].get('tta')})" if "test_single_crop" in r else "–"
+
+
 def training_rows(results: dict[str, dict]) -> list[str]:
     head = ("| run | model | params | MFLOPs | test accuracy | ten-crop | macro-F1 | int8 .tflite | Keras ms/face | "
             "training | data | hardware | paper |")
@@ -349,8 +354,7 @@ def run_table(names: list[str], results_dir=REPO / "results") -> str:
         vs = f"{t['delta_pt']:+.2f} pt, p = {t['p_value']:.2g}" if t else "–"
         cells = [f"{single['per_class'][c]['recall']:.3f}" for c in classes]
         if tta:
-            cells.append(f"{_pct(r['test']['accuracy'])} ({r['config'].get('tta')})" if "test_single_crop" in r
-                         else "–")
+            cells.append(_tta_cell(r))
         if int8:
             q = r.get("int8")
             cells += ([f"{q['kb']:,.0f}", _pct(q["accuracy"]) + (f" ({q['float_ops']} float ops)"
@@ -400,11 +404,9 @@ def labels_table(names: list[str], results_dir=REPO / "results") -> str:
             continue
         on = r.get("test_on", {})
         cell = lambda m: f"{_pct(m['accuracy'])} (n = {m['n']:,})" if m else "–"  # noqa: E731
-        # one view in the three comparable columns (the FER+ and FER2013 scores are one view a face)
-        single, tta = (r["test_single_crop"], r["test"]) if "test_single_crop" in r else (r["test"], None)
-        with_tta = f"{_pct(tta['accuracy'])} ({r['config'].get('tta')})" if tta else "–"
+        single = r.get("test_single_crop", r["test"])  # one view, as the FER+ and FER2013 scores beside it
         lines.append(f"| `{name}` | {r['data']['label_mode']} | {r['data']['train_n']:,} | {_compute(r)} | "
-                     f"{cell(single)} | {cell(on.get('ferplus8'))} | {cell(on.get('fer2013'))} | {with_tta} |")
+                     f"{cell(single)} | {cell(on.get('ferplus8'))} | {cell(on.get('fer2013'))} | {_tta_cell(r)} |")
     lines += ["", "*Accuracy on the test split under each labeling, classes matched by name (a 7-class model is "
               "never right on a contempt face), one view a face (the centre crop of a model that trains on crops); "
               "the last column: its own labels with its test-time views. Rendered from "
