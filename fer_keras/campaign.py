@@ -46,10 +46,13 @@ class PlannedRun:
     issue: int = 17
     int8: bool = False  # when done, also export its model to full int8 and record size, accuracy and ms/face
     keep_model: bool = False  # when done, copy its model.keras to results/<name>.keras (to commit)
-    # The machine a series needs, so that one is not continued on a machine several times faster or slower:
-    # True: a CPU with native bf16 (AMX/AVX512-BF16; trains in mixed_bfloat16); False: one without (float32);
-    # None: any. Elsewhere the run waits.
-    bf16: bool | None = None
+    # The kind of CPU a series needs (provenance.cpu_class), so that one is not continued on a machine that trains
+    # it faster or slower: "amx" (AMX bf16 units; trains in mixed_bfloat16), "avx512_bf16" (AVX512-BF16 without
+    # AMX; mixed_bfloat16 too, yet faster than the AMX Xeon at the speed recipe, though little more than half its
+    # bf16 matmul rate: results/train_throughput_epyc.json against results/train_throughput_amx.json; the hour-long
+    # recipe trained 223 epochs there against the Xeon's 180), "float32" (no
+    # native bf16); None: any. Elsewhere the run waits.
+    cpu: str | None = None
 
     def results_file(self, results_dir) -> Path:
         return Path(results_dir) / f"{self.name}.json"
@@ -150,26 +153,34 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16) for s in (0, 1)]
     # the 2-hour models are issue 18's teachers and its mid-size ('accurate') candidates: int8 recorded too
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
-                  keep_model=True, int8=True, bf16=False) for s in (0, 1)]
+                  keep_model=True, int8=True, cpu="float32") for s in (0, 1)]
     # The same targets on the CPU the brief names (AVX-512 with AMX/BF16), where the recipe trains about 4-5x
     # faster than on the AVX2-only machines above (results/train_throughput_amx.json): its own series.
     + [PlannedRun(f"speedrun/amx/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, keep_model=True,
-                  bf16=True) for s in (0, 1)]
+                  cpu="amx") for s in (0, 1)]
     # the 6-minute ablation's validation winner on top (random 40x40 crops, ten-crop test), chosen before its test
     + [PlannedRun(f"speedrun/amx/budget15_crop40_seed{s}", "17_speed", 15, "budget", s, CROP40_FLAGS, issue=16,
-                  keep_model=True, bf16=True) for s in (0, 1)]
+                  keep_model=True, cpu="amx") for s in (0, 1)]
     + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_seed{s}", "17_speed", 60, "budget", s, LONG_AMX_FLAGS,
-                  issue=16, keep_model=True, int8=True, bf16=True) for s in (0, 1)]
+                  issue=16, keep_model=True, int8=True, cpu="amx") for s in (0, 1)]
     # seeds 2 and 3: the second pair, after the erase ablation kept erasing alone (none of dropout, strong, wd0.2
     # on top of it beat it on the validation slice), so the 2-hour ensemble's number rests on two pairs
     + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_erase_all_seed{s}", "17_speed", 60, "budget", s,
-                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, bf16=True) for s in (0, 1, 2, 3)]
+                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, cpu="amx") for s in (0, 1, 2, 3)]
+    # The 2-hour recipe (two hour-long runs, ensembled) on the CPU issue 16 names (AMD EPYC, AVX512-BF16, no AMX),
+    # which trains the speed recipe faster than the AMX Xeon (about 1.24x the epochs in the hour): its own series,
+    # the same flags and seeds.
+    + [PlannedRun(f"speedrun/avx512_bf16/budget60_w48_crop40_erase_all_seed{s}", "17_speed", 60, "budget", s,
+                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, cpu="avx512_bf16") for s in (0, 1, 2, 3)]
+    # and its 15-minute target there: the Xeon's 15-minute winner (random 40x40 crops, ten-crop test), two seeds
+    + [PlannedRun(f"speedrun/avx512_bf16/budget15_crop40_seed{s}", "17_speed", 15, "budget", s, CROP40_FLAGS,
+                  issue=16, keep_model=True, cpu="avx512_bf16") for s in (0, 1)]
     + [PlannedRun(f"distill/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18, int8=True,
-                  keep_model=True, bf16=False) for name, teachers in DISTILL_PLAN.items()]
+                  keep_model=True, cpu="float32") for name, teachers in DISTILL_PLAN.items()]
     + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_FINAL_FLAGS + ("--leave-out-fold", f"{i}/{OOF_FOLDS}"),
-                  issue=18, keep_model=True, bf16=True) for i, name in enumerate(OOF_TEACHERS)]
+                  issue=18, keep_model=True, cpu="amx") for i, name in enumerate(OOF_TEACHERS)]
     + [PlannedRun(f"distill/amx/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18,
-                  int8=True, keep_model=True, bf16=True) for name, teachers in DISTILL_PLAN_AMX.items()]
+                  int8=True, keep_model=True, cpu="amx") for name, teachers in DISTILL_PLAN_AMX.items()]
     + _s004(20)
     + _s004(20, S004_CPU_WIDTH)
     # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,
@@ -181,7 +192,7 @@ PLAN: tuple[PlannedRun, ...] = tuple(
                                                       "10_ca_resnet_focal")]
     # Notebook 14's four labelings at one budget: the long run's final flags (width 48, random 40x40 crops, erasing,
     # all of Training), 30 minutes each on the bf16 CPU, as notebook 16's out-of-fold teachers.
-    + [PlannedRun(f"campaign/amx/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True, bf16=True)
+    + [PlannedRun(f"campaign/amx/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True, cpu="amx")
        for s in ("14_fer2013", "14_ferplus_majority", "14_ferplus_probability", "14_ferm")]
 )
 
@@ -226,17 +237,17 @@ LONG_ERASE_ABLATION: dict[str, tuple[str, ...]] = {
     "long_erase_strong": LONG_AMX_FLAGS + ("--augment", "strong+erase"),
     "long_erase_wd0.2": LONG_ABLATION["long_erase"] + ("--weight-decay", "0.2"),
 }
-# name -> (variants, the machine they need (PlannedRun.bf16), default budget, default results folder under results/)
+# name -> (variants, the CPU they need (PlannedRun.cpu), default budget, default results folder under results/)
 ABLATIONS = {"recipe": (ABLATION, None, "6m", "speedrun/ablation"),
-             "long": (LONG_ABLATION, True, "30m", "speedrun/amx/ablation_long"),
-             "long_erase": (LONG_ERASE_ABLATION, True, "30m", "speedrun/amx/ablation_long")}
+             "long": (LONG_ABLATION, "amx", "30m", "speedrun/amx/ablation_long"),
+             "long_erase": (LONG_ERASE_ABLATION, "amx", "30m", "speedrun/amx/ablation_long")}
 
 
 def ablation_plan(minutes: float, seed: int = 0, variants=None, which: str = "recipe") -> tuple[PlannedRun, ...]:
     """An ablation (ABLATIONS: 'recipe', 'long' or 'long_erase') as campaign runs named by variant (results
     <results_dir>/<variant>.json), each a 'budget' run of `minutes` of the speed recipe plus its variant's flags."""
-    table, bf16 = ABLATIONS[which][:2]
-    return tuple(PlannedRun(v, "17_speed", minutes, "budget", seed, table[v], issue=16, bf16=bf16)
+    table, cpu = ABLATIONS[which][:2]
+    return tuple(PlannedRun(v, "17_speed", minutes, "budget", seed, table[v], issue=16, cpu=cpu)
                  for v in (variants or table))
 
 
@@ -294,14 +305,15 @@ def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dic
             row |= {"status": "to do"}
         if row["status"] != "done":
             row["waits_for"] = [f for f in run.inputs() if not Path(f).is_file()]
-            if run.bf16 is not None and run.bf16 != provenance.native_bf16():
-                row["waits_for"].append(NEEDS_BF16[run.bf16])
+            if run.cpu is not None and run.cpu != provenance.cpu_class():
+                row["waits_for"].append(NEEDS_CPU[run.cpu])
         rows.append(row)
     return rows
 
 
-NEEDS_BF16 = {True: "a CPU with native bf16 (AMX or AVX512-BF16), as the rest of its series",
-              False: "a CPU without native bf16 (float32), as the rest of its series"}
+NEEDS_CPU = {"amx": "a CPU with AMX (bf16 matrix units), as the rest of its series",
+             "avx512_bf16": "a CPU with AVX512-BF16 and no AMX, as the rest of its series",
+             "float32": "a CPU without native bf16 (float32), as the rest of its series"}
 
 
 def complete(run: PlannedRun, results: dict, state: dict) -> bool:

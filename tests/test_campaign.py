@@ -158,8 +158,8 @@ def test_notebook_14s_labelings_differ_in_their_labels_only():
     parser = cli.build_parser()
     runs = [r for r in campaign.PLAN if r.step.startswith("14_")]
     assert [r.step for r in runs] == list(recipes.LABEL_RUNS)
-    assert {(r.kind, r.minutes, r.seed, r.flags, r.bf16) for r in runs} == \
-        {("budget", 30, 0, campaign.LONG_FINAL_FLAGS, True)}  # one budget, one recipe, one kind of CPU
+    assert {(r.kind, r.minutes, r.seed, r.flags, r.cpu) for r in runs} == \
+        {("budget", 30, 0, campaign.LONG_FINAL_FLAGS, "amx")}  # one budget, one recipe, one kind of CPU
     configs = [recipes.step_config(r.step, "full") for r in runs]
     assert {c["label_mode"] for c in configs} == {"fer2013", "ferplus8", "ferplus8:probability", "ferm"}
     assert all(c | {"label_mode": None} == configs[0] | {"label_mode": None} for c in configs)
@@ -199,16 +199,27 @@ def test_a_state_left_by_another_plan_is_started_over_not_resumed(dirs):
 
 def test_a_series_waits_for_its_own_kind_of_cpu(dirs, monkeypatch, capsys):
     results, runs = dirs
-    amx = campaign.PlannedRun("speedrun/amx/b15", "17_speed", 15, "budget", bf16=True)
-    avx2 = campaign.PlannedRun("speedrun/b120", "17_speed", 120, "budget", bf16=False)
+    amx = campaign.PlannedRun("speedrun/amx/b15", "17_speed", 15, "budget", cpu="amx")
+    epyc = campaign.PlannedRun("speedrun/avx512_bf16/b60", "17_speed", 60, "budget", cpu="avx512_bf16")
+    avx2 = campaign.PlannedRun("speedrun/b120", "17_speed", 120, "budget", cpu="float32")
     plain = campaign.PlannedRun("campaign/01_baseline", "01_baseline", 20)
-    monkeypatch.setattr(provenance, "native_bf16", lambda: False)
-    ran = campaign.run_next(90, (amx, avx2, plain), results, runs, dry_run=True)
-    assert [r["name"] for r in ran] == [avx2.name, plain.name]
-    assert f"speedrun/amx/b15: waits for {campaign.NEEDS_BF16[True]}" in capsys.readouterr().out
-    monkeypatch.setattr(provenance, "native_bf16", lambda: True)
-    assert [r["name"] for r in campaign.run_next(90, (amx, avx2), results, runs, dry_run=True)] == [amx.name]
-    assert f"speedrun/b120: waits for {campaign.NEEDS_BF16[False]}" in capsys.readouterr().out
-    amx_runs = [r for r in campaign.PLAN if "/amx/" in r.name]
-    assert amx_runs and all(r.bf16 and r.keep_model for r in amx_runs)
-    assert all(r.bf16 is False for r in campaign.PLAN if r.name.startswith(("speedrun/budget120", "distill/speed")))
+    for here, runnable in (("float32", avx2), ("amx", amx), ("avx512_bf16", epyc)):
+        monkeypatch.setattr(provenance, "cpu_class", lambda here=here: here)
+        ran = campaign.run_next(90, (amx, epyc, avx2, plain), results, runs, dry_run=True)
+        assert [r["name"] for r in ran] == [runnable.name, plain.name]
+        out = capsys.readouterr().out
+        for other in {amx, epyc, avx2} - {runnable}:
+            assert f"{other.name}: waits for {campaign.NEEDS_CPU[other.cpu]}" in out
+    by_folder = {"/amx/": "amx", "/avx512_bf16/": "avx512_bf16"}
+    for folder, cpu in by_folder.items():
+        series = [r for r in campaign.PLAN if folder in r.name]
+        assert series and all(r.cpu == cpu and r.keep_model for r in series)
+    assert all(r.cpu == "float32" for r in campaign.PLAN if r.name.startswith(("speedrun/budget120", "distill/speed")))
+    assert set(campaign.NEEDS_CPU) == {r.cpu for r in campaign.PLAN} - {None}
+
+
+def test_the_cpu_class_tells_amx_from_avx512_bf16_from_neither():
+    assert provenance.cpu_class(["avx2", "avx512f", "avx512_bf16", "amx_bf16"]) == "amx"
+    assert provenance.cpu_class(["avx2", "avx512f", "avx512_bf16"]) == "avx512_bf16"
+    assert provenance.cpu_class(["avx2", "fma"]) == provenance.cpu_class([]) == "float32"
+    assert provenance.cpu_class() in campaign.NEEDS_CPU

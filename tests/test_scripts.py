@@ -218,7 +218,7 @@ def _one_change_each(which, tmp_path):
 
     parser = cli.build_parser()
     plan = campaign.ablation_plan(30.0, 0, which=which)
-    assert [r.name for r in plan] == list(campaign.ABLATIONS[which][0]) and all(r.bf16 is True for r in plan)
+    assert [r.name for r in plan] == list(campaign.ABLATIONS[which][0]) and all(r.cpu == "amx" for r in plan)
     base, changes = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:])), {}
     for run in plan[1:]:
         args = vars(parser.parse_args(campaign.command(run, tmp_path)[3:]))
@@ -234,13 +234,13 @@ def test_the_long_ablation_adds_one_regulariser_each_to_the_hour_run_and_waits_f
     ab, changes, base = _one_change_each("long", tmp_path)
     assert dict(base["model_arg"]) == {"width": 48} and base["input_size"] == 40 and base["tta"] == "ten_crop"
     assert changes["long_erase"] == {"augment": "basic+erase"} and base["budget"] == 30
-    monkeypatch.setattr(campaign.provenance, "native_bf16", lambda: True)
+    monkeypatch.setattr(campaign.provenance, "cpu_class", lambda: "amx")
     assert ab.main(["--set", "long", "--results", str(tmp_path), "--only", "long_erase", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "--budget 30m" in out and "--augment basic+erase" in out and str(tmp_path / "long_erase.json") in out
-    monkeypatch.setattr(campaign.provenance, "native_bf16", lambda: False)
+    monkeypatch.setattr(campaign.provenance, "cpu_class", lambda: "avx512_bf16")  # bf16, but not the AMX Xeon
     assert ab.main(["--set", "long", "--results", str(tmp_path), "--only", "long", "--dry-run"]) == 0
-    assert "waits for a CPU with native bf16" in capsys.readouterr().out
+    assert "waits for a CPU with AMX" in capsys.readouterr().out
     assert ab.main(["--set", "long", "--only", "width48"]) == 2  # a variant of the other set
     assert "unknown variant of --set long" in capsys.readouterr().err
 
@@ -259,7 +259,7 @@ def test_the_erase_ablation_adds_one_regulariser_each_to_erasing_and_shares_its_
     assert changes["long_erase_wd0.2"] == {"weight_decay": 0.2}
     # the baseline already ran (its results file, no state left): only the three variants are run
     (tmp_path / "long_erase.json").write_text(json.dumps({"test": {"accuracy": 0.68}, "epochs_run": 98}))
-    monkeypatch.setattr(campaign.provenance, "native_bf16", lambda: True)
+    monkeypatch.setattr(campaign.provenance, "cpu_class", lambda: "amx")
     assert ab.main(["--set", "long_erase", "--results", str(tmp_path), "--out", str(tmp_path / "runs"),
                     "--dry-run"]) == 0
     out = capsys.readouterr().out
