@@ -50,8 +50,8 @@ class PlannedRun:
     # it faster or slower: "amx" (AMX bf16 units; trains in mixed_bfloat16), "avx512_bf16" (AVX512-BF16 without
     # AMX; mixed_bfloat16 too, yet faster than the AMX Xeon at the speed recipe, though little more than half its
     # bf16 matmul rate: results/train_throughput_epyc.json against results/train_throughput_amx.json; the hour-long
-    # recipe trained 223 epochs there against the Xeon's 180), "float32" (no
-    # native bf16); None: any. Elsewhere the run waits.
+    # recipe trained 223 epochs there against the Xeon's 180), "float32" (no native bf16); None: any. Elsewhere the
+    # run waits.
     cpu: str | None = None
 
     def results_file(self, results_dir) -> Path:
@@ -154,7 +154,7 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     # the 2-hour models are issue 18's teachers and its mid-size ('accurate') candidates: int8 recorded too
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
                   keep_model=True, int8=True, cpu="float32") for s in (0, 1)]
-    # The same targets on the CPU the brief names (AVX-512 with AMX/BF16), where the recipe trains about 4-5x
+    # The same targets on the Intel Xeon with AVX-512, BF16 and AMX, where the recipe trains about 4-5x
     # faster than on the AVX2-only machines above (results/train_throughput_amx.json): its own series.
     + [PlannedRun(f"speedrun/amx/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, keep_model=True,
                   cpu="amx") for s in (0, 1)]
