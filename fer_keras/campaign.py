@@ -50,8 +50,8 @@ class PlannedRun:
     # it faster or slower: "amx" (AMX bf16 units; trains in mixed_bfloat16), "avx512_bf16" (AVX512-BF16 without
     # AMX; mixed_bfloat16 too, yet faster than the AMX Xeon at the speed recipe, though little more than half its
     # bf16 matmul rate: results/train_throughput_epyc.json against results/train_throughput_amx.json; the hour-long
-    # recipe trained 223 epochs there against the Xeon's 180), "float32" (no native bf16); None: any. Elsewhere the
-    # run waits.
+    # recipe trained 223 epochs there against the Xeon's 180), "float32" (no native bf16). Elsewhere the run waits.
+    # Every run of the plan names one (tests/test_campaign.py); None (any CPU) is for runs outside a series.
     cpu: str | None = None
 
     def results_file(self, results_dir) -> Path:
@@ -81,9 +81,10 @@ S004_CPU_WIDTH = 16
 
 
 def _s004(minutes: float = 20, width: int | None = None) -> list[PlannedRun]:
+    """The seven S004 steps at one budget; on the AVX2 EPYC (float32), where both series began."""
     folder, flags = ("campaign", S004_BUDGET_FLAGS) if width is None else \
         (f"campaign/s004_w{width}", S004_BUDGET_FLAGS + ("--model-arg", f"width={width}"))
-    return [PlannedRun(f"{folder}/{s}", s, minutes, "budget", flags=flags) for s in S004_STEP_NAMES]
+    return [PlannedRun(f"{folder}/{s}", s, minutes, "budget", flags=flags, cpu="float32") for s in S004_STEP_NAMES]
 
 
 # The 2-hour speedrun's width. The best width grew with the budget: at 6 minutes width 24 beat 32 and 48
@@ -150,7 +151,7 @@ DISTILL_PLAN_AMX["speed_w18_crop40_erase_alone"] = CROP40_FLAGS + ("--augment", 
 # deadline). Cut at an hour, the papers' own schedules would be scored mid-flight at their peak rate (S000
 # holds 0.01 for 80 epochs; the heaviest models get 1-4 epochs an hour here).
 PLAN: tuple[PlannedRun, ...] = tuple(
-    [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16) for s in (0, 1)]
+    [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, cpu="float32") for s in (0, 1)]
     # the 2-hour models are issue 18's teachers and its mid-size ('accurate') candidates: int8 recorded too
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
                   keep_model=True, int8=True, cpu="float32") for s in (0, 1)]
@@ -186,10 +187,12 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,
     # results/dead_units_s004_w16.json): the same step at a lower peak rate tests that diagnosis.
     + [PlannedRun(f"campaign/s004_w{S004_CPU_WIDTH}/02_residual_lr3e-4", "02_residual", 20, "budget",
-                  flags=("--lr", "3e-4", "--model-arg", f"width={S004_CPU_WIDTH}"))]
-    + [PlannedRun(f"campaign/{s}", s, 60, "budget", int8=True) for s in ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18",
-                                                      "08_vgg19", "09_bilinear_gc", "10_ca_resnet_ce",
-                                                      "10_ca_resnet_focal")]
+                  flags=("--lr", "3e-4", "--model-arg", f"width={S004_CPU_WIDTH}"), cpu="float32")]
+    # The paper models' equal hour (notebook 08's compute question) began on the AMX Xeon (lightResNetl), so the
+    # rest wait for one: an hour on another CPU is another amount of compute.
+    + [PlannedRun(f"campaign/{s}", s, 60, "budget", int8=True, cpu="amx")
+       for s in ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18", "08_vgg19", "09_bilinear_gc",
+                 "10_ca_resnet_ce", "10_ca_resnet_focal")]
     # Notebook 14's four labelings at one budget: the long run's final flags (width 48, random 40x40 crops, erasing,
     # all of Training), 30 minutes each on the bf16 CPU, as notebook 16's out-of-fold teachers.
     + [PlannedRun(f"campaign/amx/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True, cpu="amx")
@@ -238,7 +241,7 @@ LONG_ERASE_ABLATION: dict[str, tuple[str, ...]] = {
     "long_erase_wd0.2": LONG_ABLATION["long_erase"] + ("--weight-decay", "0.2"),
 }
 # name -> (variants, the CPU they need (PlannedRun.cpu), default budget, default results folder under results/)
-ABLATIONS = {"recipe": (ABLATION, None, "6m", "speedrun/ablation"),
+ABLATIONS = {"recipe": (ABLATION, "float32", "6m", "speedrun/ablation"),
              "long": (LONG_ABLATION, "amx", "30m", "speedrun/amx/ablation_long"),
              "long_erase": (LONG_ERASE_ABLATION, "amx", "30m", "speedrun/amx/ablation_long")}
 

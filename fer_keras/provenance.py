@@ -77,7 +77,7 @@ def cpu_class(flags=None) -> str:
     """The kind of CPU a timed series is tied to: 'amx' (AMX bf16 matrix units), 'avx512_bf16' (native bf16 dot
     products, no AMX) or 'float32' (bf16 emulated: trains in float32). flags as native_bf16's."""
     flags = cpu().get("flags", []) if flags is None else flags
-    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "float32"
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if native_bf16(flags) else "float32"
 
 
 def cpu() -> dict:

@@ -309,11 +309,14 @@ def load_run(name: str, results_dir=REPO / "results") -> dict | None:
 
 
 def _measure_hint(name: str) -> str:
-    """The campaign command that measures run `name`, with its planned minutes and 10 to spare."""
+    """The campaign command that measures run `name`, with its planned minutes and 10 to spare, and the kind of
+    CPU its series needs."""
     from fer_keras import campaign
 
-    minutes = next((r.minutes for r in campaign.PLAN if r.name == name), 20) + 10
-    return f"`python -m fer_keras campaign run --minutes {minutes:g} --only {name}`"
+    run = next((r for r in campaign.PLAN if r.name == name), None)
+    minutes = (run.minutes if run else 20) + 10
+    where = f", on {campaign.NEEDS_CPU[run.cpu].split(',')[0]}" if run and run.cpu else ""
+    return f"`python -m fer_keras campaign run --minutes {minutes:g} --only {name}`{where}"
 
 
 def _compute(r: dict) -> str:

@@ -218,6 +218,21 @@ def test_a_series_waits_for_its_own_kind_of_cpu(dirs, monkeypatch, capsys):
     assert set(campaign.NEEDS_CPU) == {r.cpu for r in campaign.PLAN} - {None}
 
 
+def test_every_planned_run_names_its_cpu_and_every_committed_result_ran_on_it():
+    """The equal-budget tables too (S004 path, paper models' hour, recipe ablation): a result from another kind of
+    CPU would compare two amounts of compute as one."""
+    results = campaign.REPO / "results"
+    runs = [(run, results / f"{run.name}.json") for run in campaign.PLAN]
+    runs += [(run, results / folder / f"{run.name}.json") for which, (_, _, _, folder) in campaign.ABLATIONS.items()
+             for run in campaign.ablation_plan(6, which=which)]
+    assert all(run.cpu in campaign.NEEDS_CPU for run, _ in runs)
+    done = [(run, json.loads(path.read_text())) for run, path in runs if path.is_file()]
+    for run, record in done:
+        ran_on = provenance.cpu_class(record["provenance"]["hardware"]["cpu"]["flags"])
+        assert ran_on == run.cpu, f"{run.name}: ran on {ran_on}, its series needs {run.cpu}"
+    assert len(done) >= 50  # the committed results: 38 planned runs, the ablations' files
+
+
 def test_the_cpu_class_tells_amx_from_avx512_bf16_from_neither():
     assert provenance.cpu_class(["avx2", "avx512f", "avx512_bf16", "amx_bf16"]) == "amx"
     assert provenance.cpu_class(["avx2", "avx512f", "avx512_bf16"]) == "avx512_bf16"

@@ -65,6 +65,13 @@ def test_table_has_each_run_with_mcnemar_against_the_row_above_and_names_runs_no
     assert "(n = 200)" in text and "`results/campaign/b.json`" in text
 
 
+def test_a_run_not_measured_names_the_kind_of_cpu_its_series_waits_for():
+    hint = reporting._measure_hint("campaign/08_resnet18")  # the paper models' hour began on the AMX Xeon
+    assert hint == "`python -m fer_keras campaign run --minutes 70 --only campaign/08_resnet18`, on a CPU with AMX " \
+                   "(bf16 matrix units)"
+    assert reporting._measure_hint("campaign/c") == "`python -m fer_keras campaign run --minutes 30 --only campaign/c`"
+
+
 def test_table_adds_tta_and_int8_columns_when_a_run_has_them(two_runs):
     folder, a, b, _ = two_runs
     b |= {"test_single_crop": a["test"], "config": {"tta": "ten_crop"},

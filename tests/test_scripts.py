@@ -184,11 +184,14 @@ def test_ship_model_records_the_teacher_and_the_int8_numbers(tmp_path):
     assert f"{shipped['int8']['latency_single_thread']['median_ms']:.3f}" in row
 
 
-def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_skipped(tmp_path, capsys):
+def test_speedrun_ablation_variants_are_valid_train_commands_and_done_ones_are_skipped(tmp_path, capsys,
+                                                                                      monkeypatch):
     sys.path.insert(0, str(REPO / "scripts"))
     import speedrun_ablation as ab
 
-    from fer_keras import campaign, cli
+    from fer_keras import campaign, cli, provenance
+
+    monkeypatch.setattr(provenance, "cpu_class", lambda: "float32")  # the recipe ablation's CPU (the AVX2 EPYC)
 
     parser = cli.build_parser()
     res = tmp_path / "res"
