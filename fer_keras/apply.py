@@ -168,11 +168,14 @@ def resolve_model(model=None) -> Path:
 def _cascade():
     import cv2
 
-    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-    detector = cv2.CascadeClassifier(str(path))
-    if detector.empty():
-        raise ImageError(f"OpenCV's face detector is missing ({path}). Fix: pip install "
-                         "'opencv-python-headless<5' (OpenCV 5 wheels no longer ship the Haar cascades).")
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
+    path = Path(folder) / "haarcascade_frontalface_default.xml"
+    # OpenCV 5 moved CascadeClassifier and its models to opencv-contrib (opencv/opencv#25198); seen on a machine
+    # with opencv-python-headless 5.0.0.93
+    detector = cv2.CascadeClassifier(str(path)) if hasattr(cv2, "CascadeClassifier") and folder else None
+    if detector is None or detector.empty():
+        raise ImageError(f"OpenCV {cv2.__version__} has no Haar face detector (looked for {path}). Fix: pip install "
+                         "'opencv-python-headless<5' (OpenCV 5 moved the Haar cascades to opencv-contrib).")
     return detector
 
 

@@ -61,6 +61,8 @@ def check_residual_block(fn) -> None:
 
 def check_channel_gate(fn) -> None:
     """fn(features (N, H, W, C), w1, b1, w2, b2) -> CBAM channel gate (N, C) in numpy."""
+    import keras
+
     from fer_keras.layers import CBAM
 
     rng = np.random.default_rng(0)
@@ -68,7 +70,7 @@ def check_channel_gate(fn) -> None:
     layer = CBAM(reduction=4)
     layer(x)
     (w1, b1), (w2, b2) = layer.mlp_hidden.get_weights(), layer.mlp_out.get_weights()
-    expected = np.asarray(layer.gates(x)[0])
+    expected = keras.ops.convert_to_numpy(layer.gates(x)[0])  # a tensor on any backend (a GPU's too)
     got = np.asarray(fn(x, w1, b1, w2, b2))
     assert got.shape == (2, 8), f"gate shape {got.shape}, expected (N, C) = (2, 8)"
     assert np.allclose(got, expected, atol=1e-5), \

@@ -308,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="write a saliency overlay PNG for a face image")
     ex.add_argument("image", help="an image of one face (the whole image is used as the face crop)")
     ex.add_argument("--model", required=True, help="a .keras file saved by the kit")
-    ex.add_argument("--method", default="grad_cam", choices=["grad_cam", "score_cam", "occlusion",
-                                                             "meaningful_perturbation"])
+    ex.add_argument("--method", choices=["grad_cam", "score_cam", "occlusion", "meaningful_perturbation"],
+                    help="default: grad_cam on the TensorFlow backend, score_cam (forward passes only) on the others")
     ex.add_argument("--class", dest="class_name", help="class to explain (default: the predicted one)")
     ex.add_argument("--out", help="output PNG (default: IMAGE_STEM_METHOD.png beside the image)")
     return parser
@@ -402,6 +402,7 @@ def cmd_explain(args) -> int:
 
     from fer_keras import apply, explain, modelfile, models, viz
 
+    method = args.method or explain.default_method()
     loaded = modelfile.load_model(args.model)
     if loaded.keras_model is None:
         raise ValueError(f"{args.model}: explain needs the .keras model (gradients and activations), not a "
@@ -414,11 +415,11 @@ def cmd_explain(args) -> int:
         target = names.index(args.class_name)
     face = apply.center_face(apply.read_image(args.image))
     net = models.without_tta(loaded.keras_model)  # a model with its TTA inside: explain its network, one view
-    maps, probs, crop = explain.explain_faces(net, face[None], args.method, target)
+    maps, probs, crop = explain.explain_faces(net, face[None], method, target)
     c = int(probs[0].argmax()) if target is None else target
     title = f"{names[c]} p={probs[0][c]:.2f}"
-    fig = viz.plot_saliency(crop, {args.method: maps}, titles=[title], size=2.4)
-    name = f"{Path(args.image).stem}_{args.method}.png"
+    fig = viz.plot_saliency(crop, {method: maps}, titles=[title], size=2.4)
+    name = f"{Path(args.image).stem}_{method}.png"
     out = Path(args.out) if args.out else Path(args.image).with_name(name)
     if args.out and (out.is_dir() or args.out.endswith(("/", os.sep))):  # --out a folder: the file goes inside
         out = out / name

@@ -35,6 +35,11 @@ REGIONS = {"brows": (0.12, 0.30), "eyes": (0.30, 0.48), "nose": (0.48, 0.64), "m
 METHODS = ("grad_cam", "score_cam", "occlusion", "meaningful_perturbation")
 
 
+def default_method(backend: str | None = None) -> str:
+    """grad_cam on the TensorFlow backend (its GradientTape), score_cam elsewhere (forward passes only)."""
+    return "grad_cam" if (backend or keras.backend.backend()) == "tensorflow" else "score_cam"
+
+
 def _faces(model, x) -> np.ndarray:
     x = np.asarray(x, np.float32)
     if x.ndim == 3:

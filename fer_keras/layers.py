@@ -58,7 +58,9 @@ class CBAM(layers.Layer):
         self.spatial_conv.build((None, None, None, 2))
 
     def gates(self, x):
-        """(channel gate (N, C), spatial gate (N, H, W, 1)) for input x (N, H, W, C)."""
+        """(channel gate (N, C), spatial gate (N, H, W, 1)) for input x (N, H, W, C): a tensor or an array."""
+        x = ops.convert_to_tensor(x)  # torch multiplies no numpy array by a tensor
+
         def mlp(v):
             return self.mlp_out(self.mlp_hidden(v))
 
@@ -160,7 +162,8 @@ class CoordinateAttention(layers.Layer):
         self.gate_w.build((None, None, 1, mid))
 
     def gates(self, x, training=None):
-        """(a_h (N, H, 1, C), a_w (N, 1, W, C))."""
+        """(a_h (N, H, 1, C), a_w (N, 1, W, C)) for x (N, H, W, C): a tensor or an array."""
+        x = ops.convert_to_tensor(x)
         h = x.shape[1]
         strip_h = ops.mean(x, axis=2, keepdims=True)  # (N, H, 1, C)
         strip_w = ops.transpose(ops.mean(x, axis=1, keepdims=True), (0, 2, 1, 3))  # (N, W, 1, C)

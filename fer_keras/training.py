@@ -236,6 +236,7 @@ class Distiller(keras.Model):
         return keras.ops.argmax(y, axis=-1) if len(y.shape) == 2 else y
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        y = keras.ops.convert_to_tensor(y)  # fit passes a tensor, a direct call maybe an array (torch refuses one)
         logits = self.teacher_logits(x) if self.teachers else y[:, 1:]  # pack_targets' layout: logits after the label
         per_sample = distillation_loss(self._labels(y), y_pred, keras.ops.stop_gradient(logits), self.alpha,
                                        self.temperature, self.label_smoothing)

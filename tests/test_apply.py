@@ -3,6 +3,7 @@ of >= 30 malformed or hostile files (tests/hostile_corpus.py) that must each giv
 
 import json
 import resource
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -207,3 +208,13 @@ def test_shipped_models_are_found_by_name_and_a_missing_name_is_one_line(model_p
         assert len(err) == 1 and err[0].startswith("error:") and (what is None or what in err[0])
     with pytest.raises(apply.ImageError, match="choose one of tiny, accurate"):
         apply.shipped_model("huge")
+
+
+def test_an_opencv_without_the_haar_detector_is_one_line_naming_the_fix(monkeypatch):
+    """OpenCV 5 wheels (opencv-python-headless 5.0.0.93, seen on the GPU machine) have no CascadeClassifier."""
+    import types
+
+    fake = types.SimpleNamespace(__version__="5.0.0", data=types.SimpleNamespace(haarcascades="/nowhere"))
+    monkeypatch.setitem(sys.modules, "cv2", fake)
+    with pytest.raises(apply.ImageError, match=r"OpenCV 5.0.0 has no Haar face detector .*'opencv-python-headless<5'"):
+        apply._cascade()

@@ -105,3 +105,10 @@ def test_region_shares_and_attention_by_region():
     table = explain.attention_by_region(maps, y_true=[3, 3, 0], y_pred=[3, 2, 0])
     assert list(table.index) == ["angry", "happy"]  # face 1 was misclassified: left out
     assert table.loc["happy", "mouth"] == pytest.approx(1.0) and table.loc["happy", "n"] == 1
+
+
+def test_the_cli_explains_with_grad_cam_on_tensorflow_and_score_cam_on_the_other_backends():
+    """grad_cam needs TensorFlow's GradientTape; a student on JAX or torch gets a map, not a refusal."""
+    assert explain.default_method("tensorflow") == "grad_cam"
+    assert explain.default_method("jax") == explain.default_method("torch") == "score_cam"
+    assert explain.default_method() in explain.METHODS
