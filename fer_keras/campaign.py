@@ -309,14 +309,15 @@ def status(plan=PLAN, results_dir=REPO / "results", runs_dir="runs") -> list[dic
         if row["status"] != "done":
             row["waits_for"] = [f for f in run.inputs() if not Path(f).is_file()]
             if run.cpu is not None and run.cpu != provenance.cpu_class():
-                row["waits_for"].append(NEEDS_CPU[run.cpu])
+                row["waits_for"].append(f"{NEEDS_CPU[run.cpu]}, as the rest of its series")
         rows.append(row)
     return rows
 
 
-NEEDS_CPU = {"amx": "a CPU with AMX (bf16 matrix units), as the rest of its series",
-             "avx512_bf16": "a CPU with AVX512-BF16 and no AMX, as the rest of its series",
-             "float32": "a CPU without native bf16 (float32), as the rest of its series"}
+# PlannedRun.cpu -> the CPU it names (a waiting run's line, a table's hint for a run not measured yet)
+NEEDS_CPU = {"amx": "a CPU with AMX (bf16 matrix units)",
+             "avx512_bf16": "a CPU with AVX512-BF16 and no AMX",
+             "float32": "a CPU without native bf16 (float32)"}
 
 
 def complete(run: PlannedRun, results: dict, state: dict) -> bool:

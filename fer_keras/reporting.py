@@ -315,7 +315,7 @@ def _measure_hint(name: str) -> str:
 
     run = next((r for r in campaign.PLAN if r.name == name), None)
     minutes = (run.minutes if run else 20) + 10
-    where = f", on {campaign.NEEDS_CPU[run.cpu].split(',')[0]}" if run and run.cpu else ""
+    where = f", on {campaign.NEEDS_CPU[run.cpu]}" if run and run.cpu else ""
     return f"`python -m fer_keras campaign run --minutes {minutes:g} --only {name}`{where}"
 
 
