@@ -440,7 +440,9 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
     CK+ head (models.new_head; the classes both label sets share keep their weights), and `model` /
     `model_kwargs` are not used. fresh=True: that same network re-initialised, the from-scratch twin.
     state_file: a JSON where each finished fold's accuracy is kept, so an interrupted run continues at the next
-    fold (each fold is seeded on its own, so skipping finished ones changes nothing)."""
+    fold (each fold is seeded on its own, so skipping finished ones changes nothing). A resumed run's record
+    lists its 'sessions': the folds each one ran and its provenance (None for a state written before sessions
+    were kept), since the session that writes the results file did not run the earlier folds."""
     if scheme not in ("subject", "leaky"):
         raise ValueError(f"scheme {scheme!r}: choose 'subject' or 'leaky'")
     cfg = CKPLUS_RECIPE | recipe
@@ -456,6 +458,8 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
     accuracies = done.get("fold_accuracy", []) if done.get("key") == key else []
     seconds_before, start = (done.get("train_seconds", 0.0) if accuracies else 0.0), time.perf_counter()
     resumed_at = len(accuracies) or None
+    sessions = (done.get("sessions") or [{"folds": [0, len(accuracies)], "provenance": None}]) if accuracies else []
+    here = provenance.provenance(command)
     for f, (tr, te) in enumerate(folds):
         if f < len(accuracies):
             continue  # finished in an earlier session
@@ -473,9 +477,10 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
                                          ck.x[te], net.input_shape[1])
         accuracies.append(float((probs.argmax(axis=1) == ck.y[te]).mean()))
         if state_file:
+            ran = sessions + [{"folds": [resumed_at or 0, f + 1], "provenance": here}]
             training.atomic_write_text(state_file, json.dumps({"key": key, "fold_accuracy": accuracies,
                                                                "train_seconds": seconds_before + time.perf_counter()
-                                                               - start}))
+                                                               - start, "sessions": ran}))
     if base is not None:
         model, model_kwargs = base.metadata.get("model", base.keras_model.name), None
     start_from = ({"init_from": str(init_from), "sha256": provenance.sha256(init_from),
@@ -488,7 +493,9 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
             "std_accuracy": float(np.std(accuracies)), "test_sizes": [len(te) for _, te in folds],
             "leaked_test_rows": leaks, "train_seconds": round(seconds_before + time.perf_counter() - start, 1),
             "resumed_at_fold": resumed_at,
-            "provenance": provenance.provenance(command)}
+            **({"sessions": sessions + ([{"folds": [resumed_at, k], "provenance": here}] if resumed_at < k else [])}
+               if resumed_at else {}),
+            "provenance": here}
 
 
 def run_minutes(r: dict) -> float:

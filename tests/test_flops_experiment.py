@@ -119,6 +119,21 @@ def test_an_interrupted_ckplus_cv_goes_on_at_the_next_fold(tmp_path, monkeypatch
                                    model_kwargs={"width": 4}, state_file=state)
     assert resumed["resumed_at_fold"] == 1 and straight["resumed_at_fold"] is None
     np.testing.assert_allclose(resumed["fold_accuracy"], straight["fold_accuracy"], atol=1e-6)
+    # the record names which session ran which folds, each with its own provenance; a straight run needs no list
+    assert [s["folds"] for s in resumed["sessions"]] == [[0, 1], [1, 3]] and "sessions" not in straight
+    assert resumed["sessions"][0]["provenance"]["commit"] == resumed["provenance"]["commit"]
+    assert resumed["sessions"][1]["provenance"] == resumed["provenance"]
+    # a run whose folds were all finished before it started ran none of them: its sessions say so
+    again = experiment.ckplus_cv("subject", k=3, source="sample", epochs=1, model="tiny_cnn",
+                                 model_kwargs={"width": 4}, state_file=state)
+    assert [s["folds"] for s in again["sessions"]] == [[0, 1], [1, 3]] and again["resumed_at_fold"] == 3
+    # a state from before sessions were kept: its folds' session is unknown, and the record says so
+    legacy = json.loads(state.read_text())
+    del legacy["sessions"]
+    state.write_text(json.dumps(legacy))
+    old = experiment.ckplus_cv("subject", k=3, source="sample", epochs=1, model="tiny_cnn",
+                               model_kwargs={"width": 4}, state_file=state)
+    assert old["sessions"] == [{"folds": [0, 3], "provenance": None}]
     other = experiment.ckplus_cv("subject", k=3, source="sample", epochs=2, model="tiny_cnn",
                                  model_kwargs={"width": 4}, state_file=state)  # another recipe: starts over
     assert other["resumed_at_fold"] is None
