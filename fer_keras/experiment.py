@@ -137,7 +137,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         if run.lr_schedule == "s000_step":
             callbacks.append(keras.callbacks.LearningRateScheduler(training.S000StepDecay(run.learning_rate)))
         timer = training.TimeLimit(60 * time_limit_minutes) if time_limit_minutes else None
-        checkpoint = training.RunCheckpoint(state_dir, schedule)
+        checkpoint = training.RunCheckpoint(state_dir, schedule, provenance=provenance.provenance(command))
         callbacks = ([schedule] * bool(schedule) + [training.StopOnNaN()] + callbacks + [timer] * bool(timer)
                      + [checkpoint])
         initial_epoch = 0
@@ -145,6 +145,8 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
             state = training.RunCheckpoint.resume(fit_model, state_dir)
             initial_epoch, checkpoint.history = state["epochs_done"], state["history"]
             checkpoint.seconds_before = state.get("train_seconds") or 0.0
+            checkpoint.first_epoch = initial_epoch  # earlier sessions' record (none kept before it was added)
+            checkpoint.sessions = state.get("sessions") or [{"epochs": [0, initial_epoch], "provenance": None}]
             if schedule:
                 schedule.step, schedule.elapsed = state["step"], state["train_seconds"]
             _restore_trackers(callbacks, state["history"])
@@ -198,6 +200,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         "stopped_by_time_limit": bool(timer and timer.stopped),
         "stopped_by_budget": bool(schedule and schedule.stopped),
         "resumed_from_epoch": initial_epoch or None,
+        **({"sessions": checkpoint.sessions_so_far(epochs_run)} if initial_epoch else {}),  # who ran which epochs
         "train_seconds": round(run_train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, epochs_run - initial_epoch), 2),
         "history": history,

@@ -535,14 +535,21 @@ class RunCheckpoint(keras.callbacks.Callback):
     """After every epoch, writes what a resumed run needs into `state_dir`, atomically (temporary file, then
     rename): `state.weights.h5` (weights and optimizer state, as keras.callbacks.BackupAndRestore keeps them)
     and `state.json` (epochs done, steps, training seconds, history so far, random-seed states). `resume()`
-    reads them back into a compiled model; the data order follows from (seed, epoch) (FaceBatches)."""
+    reads them back into a compiled model; the data order follows from (seed, epoch) (FaceBatches).
+    state.json also lists the run's `sessions`: the epochs each one trained, with its `provenance` (this
+    session's, given here; an earlier one's from the state it resumed, None where that state predates the list)."""
 
     def __init__(self, state_dir, schedule: BudgetSchedule | None = None, history: dict | None = None,
-                 seconds_before: float = 0.0):
+                 seconds_before: float = 0.0, provenance: dict | None = None):
         super().__init__()
         self.dir, self.schedule = Path(state_dir), schedule
         self.history = {k: list(v) for k, v in (history or {}).items()}
         self.seconds_before = float(seconds_before)  # training seconds of the sessions before a resume
+        self.provenance, self.sessions, self.first_epoch = provenance, [], 0  # earlier sessions: set on resume
+
+    def sessions_so_far(self, epochs_done: int) -> list[dict]:
+        """The earlier sessions and this one, which trained epochs [first_epoch, epochs_done)."""
+        return self.sessions + [{"epochs": [self.first_epoch, epochs_done], "provenance": self.provenance}]
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
@@ -559,7 +566,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.model.save_weights(tmp)
         state = {"epochs_done": epoch + 1, "history": self.history, "seed_states": seed_states(self.model),
                  "step": self.schedule.step if self.schedule else None,
-                 "train_seconds": self.seconds()}
+                 "train_seconds": self.seconds(), "sessions": self.sessions_so_far(epoch + 1)}
         os.replace(tmp, self.dir / "state.weights.h5")
         atomic_write_text(self.dir / "state.json", json.dumps(state))
 

@@ -213,12 +213,21 @@ def test_two_epochs_then_resume_equals_four_straight(tmp_path, monkeypatch, teac
         experiment.train_and_evaluate(out_dir=tmp_path / "cut", **run)
     monkeypatch.setattr(training, "fit", original_fit)
     state_dir = config.run_state_dir(tmp_path / "cut")
-    assert json.loads((state_dir / "state.json").read_text())["epochs_done"] == 2
+    cut = json.loads((state_dir / "state.json").read_text())
+    assert cut["epochs_done"] == 2 and [s["epochs"] for s in cut["sessions"]] == [[0, 2]]
+    assert cut["sessions"][0]["provenance"]["hardware"]["cpu_count"] >= 1
+    if teachers == "live":  # a state written before sessions were kept: the earlier epochs' session is unknown
+        del cut["sessions"]
+        training.atomic_write_text(state_dir / "state.json", json.dumps(cut))
     assert not (tmp_path / "cut" / "model.keras").exists()
 
     # ...then resumed for the other two.
     resumed = experiment.resume_run(tmp_path / "cut")
     assert resumed["resumed_from_epoch"] == 2
+    # which session trained which epochs, each with its own provenance; a straight run needs no list
+    assert [s["epochs"] for s in resumed["sessions"]] == [[0, 2], [2, 4]] and "sessions" not in straight
+    assert resumed["sessions"][1]["provenance"]["commit"] == resumed["provenance"]["commit"]
+    assert (resumed["sessions"][0]["provenance"] is None) == (teachers == "live")
     assert len(resumed["history"]["loss"]) == len(straight["history"]["loss"]) == 4
     np.testing.assert_allclose(resumed["history"]["loss"], straight["history"]["loss"], rtol=1e-4)
     for a, b in zip(_final_weights(tmp_path / "cut"), _final_weights(tmp_path / "straight")):

@@ -227,9 +227,11 @@ def test_every_planned_run_names_its_cpu_and_every_committed_result_ran_on_it():
              for run in campaign.ablation_plan(6, which=which)]
     assert all(run.cpu in campaign.NEEDS_CPU for run, _ in runs)
     done = [(run, json.loads(path.read_text())) for run, path in runs if path.is_file()]
-    for run, record in done:
-        ran_on = provenance.cpu_class(record["provenance"]["hardware"]["cpu"]["flags"])
-        assert ran_on == run.cpu, f"{run.name}: ran on {ran_on}, its series needs {run.cpu}"
+    for run, record in done:  # a run resumed across sessions: every session whose record was kept, too
+        kept = [s["provenance"] for s in record.get("sessions", []) if s["provenance"]]
+        for prov in [record["provenance"]] + kept:
+            ran_on = provenance.cpu_class(prov["hardware"]["cpu"]["flags"])
+            assert ran_on == run.cpu, f"{run.name}: ran on {ran_on}, its series needs {run.cpu}"
     assert len(done) >= 50  # the committed results: the planned runs done and the ablations' files
 
 
