@@ -70,7 +70,10 @@ def test_time_budget_stops_training_at_the_deadline():
     probe = _ProgressAtStepEnd(sched)
     start = time.perf_counter()
     history = model.fit(x, y, batch_size=8, epochs=10_000, callbacks=[sched, probe], verbose=0)
-    assert sched.stopped and time.perf_counter() - start >= 1.5
+    # It stops at the deadline less the time it keeps for the epoch's end (measured at the first epoch's end: a
+    # few ms here, more on a loaded machine), never before.
+    assert sched.stopped and time.perf_counter() - start >= 1.5 - sched.expected_tail()
+    assert sched.expected_tail() < 0.5
     # It stops at the first step that ends past the deadline, however fast or loaded the machine is.
     assert probe.seen[-1] >= 1.0 and all(p < 1.0 for p in probe.seen[:-1])
     assert len(history.history["loss"]) < 10_000
