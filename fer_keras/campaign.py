@@ -143,6 +143,17 @@ DISTILL_PLAN_AMX["speed_w18_from_oof"] = (
 # validation slice). Same seed, hour and validation slice as the students above, so notebook 16's ship rule applies.
 DISTILL_PLAN_AMX["speed_w18_crop40_erase_alone"] = CROP40_FLAGS + ("--augment", "basic+erase")
 
+# The same student on the AVX512-BF16 EPYC (no AMX), the CPU that four sessions in a row drew: its own series, as an
+# hour there trains more epochs than on the Xeon. Crops rule out precomputed soft labels (training.teacher_logits
+# sees whole faces), so this is the student alone.
+DISTILL_PLAN_EPYC = {"speed_w18_crop40_erase_alone": DISTILL_PLAN_AMX["speed_w18_crop40_erase_alone"]}
+
+# The paper models (notebooks 08-10), one hour each: the AMX series has one of its seven runs (lightResNetl), and
+# four sessions in a row drew the EPYC instead. So the same seven hours also form a series on that CPU, lightResNetl
+# included, and notebook 08 reports whichever series is complete first (an hour on one CPU is not an hour on another).
+PAPER_STEPS = ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18", "08_vgg19", "09_bilinear_gc",
+               "10_ca_resnet_ce", "10_ca_resnet_focal")
+
 # In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their
 # teachers are the 2-hour models), then issue 17: the S004 path at one equal budget each, the paper models at one
 # equal hour each, notebook 14's four labelings.
@@ -182,6 +193,8 @@ PLAN: tuple[PlannedRun, ...] = tuple(
                   issue=18, keep_model=True, cpu="amx") for i, name in enumerate(OOF_TEACHERS)]
     + [PlannedRun(f"distill/amx/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18,
                   int8=True, keep_model=True, cpu="amx") for name, teachers in DISTILL_PLAN_AMX.items()]
+    + [PlannedRun(f"distill/avx512_bf16/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + extra, issue=18,
+                  int8=True, keep_model=True, cpu="avx512_bf16") for name, extra in DISTILL_PLAN_EPYC.items()]
     + _s004(20)
     + _s004(20, S004_CPU_WIDTH)
     # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,
@@ -190,9 +203,8 @@ PLAN: tuple[PlannedRun, ...] = tuple(
                   flags=("--lr", "3e-4", "--model-arg", f"width={S004_CPU_WIDTH}"), cpu="float32")]
     # The paper models' equal hour (notebook 08's compute question) began on the AMX Xeon (lightResNetl), so the
     # rest wait for one: an hour on another CPU is another amount of compute.
-    + [PlannedRun(f"campaign/{s}", s, 60, "budget", int8=True, cpu="amx")
-       for s in ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18", "08_vgg19", "09_bilinear_gc",
-                 "10_ca_resnet_ce", "10_ca_resnet_focal")]
+    + [PlannedRun(f"campaign/{s}", s, 60, "budget", int8=True, cpu="amx") for s in PAPER_STEPS]
+    + [PlannedRun(f"campaign/avx512_bf16/{s}", s, 60, "budget", int8=True, cpu="avx512_bf16") for s in PAPER_STEPS]
     # Notebook 14's four labelings at one budget: the long run's final flags (width 48, random 40x40 crops, erasing,
     # all of Training), 30 minutes each on the bf16 CPU, as notebook 16's out-of-fold teachers.
     + [PlannedRun(f"campaign/amx/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True, cpu="amx")
