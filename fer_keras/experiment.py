@@ -145,8 +145,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
             state = training.RunCheckpoint.resume(fit_model, state_dir)
             initial_epoch, checkpoint.history = state["epochs_done"], state["history"]
             checkpoint.seconds_before = state.get("train_seconds") or 0.0
-            checkpoint.first_epoch = initial_epoch  # earlier sessions' record (none kept before it was added)
-            checkpoint.sessions = state.get("sessions") or [{"epochs": [0, initial_epoch], "provenance": None}]
+            checkpoint.first_epoch, checkpoint.sessions = initial_epoch, state.get("sessions")  # earlier sessions
             if schedule:
                 schedule.step, schedule.elapsed = state["step"], state["train_seconds"]
             _restore_trackers(callbacks, state["history"])
@@ -461,8 +460,7 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
     accuracies = done.get("fold_accuracy", []) if done.get("key") == key else []
     seconds_before, start = (done.get("train_seconds", 0.0) if accuracies else 0.0), time.perf_counter()
     resumed_at = len(accuracies) or None
-    sessions = (done.get("sessions") or [{"folds": [0, len(accuracies)], "provenance": None}]) if accuracies else []
-    here = provenance.provenance(command)
+    earlier, here = done.get("sessions") if accuracies else None, provenance.provenance(command)
     for f, (tr, te) in enumerate(folds):
         if f < len(accuracies):
             continue  # finished in an earlier session
@@ -480,7 +478,7 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
                                          ck.x[te], net.input_shape[1])
         accuracies.append(float((probs.argmax(axis=1) == ck.y[te]).mean()))
         if state_file:
-            ran = sessions + [{"folds": [resumed_at or 0, f + 1], "provenance": here}]
+            ran = training.session_log(earlier, "folds", resumed_at or 0, here, f + 1)
             training.atomic_write_text(state_file, json.dumps({"key": key, "fold_accuracy": accuracies,
                                                                "train_seconds": seconds_before + time.perf_counter()
                                                                - start, "sessions": ran}))
@@ -496,8 +494,7 @@ def ckplus_cv(scheme: str = "subject", k: int = 10, model: str = "small_cnn", so
             "std_accuracy": float(np.std(accuracies)), "test_sizes": [len(te) for _, te in folds],
             "leaked_test_rows": leaks, "train_seconds": round(seconds_before + time.perf_counter() - start, 1),
             "resumed_at_fold": resumed_at,
-            **({"sessions": sessions + ([{"folds": [resumed_at, k], "provenance": here}] if resumed_at < k else [])}
-               if resumed_at else {}),
+            **({"sessions": training.session_log(earlier, "folds", resumed_at, here, k)} if resumed_at else {}),
             "provenance": here}
 
 

@@ -531,6 +531,15 @@ def set_seed_states(model, states: list) -> None:
         sg.state.assign(np.asarray(st, dtype=keras.backend.standardize_dtype(sg.state.dtype)))
 
 
+def session_log(earlier: list | None, unit: str, done_before: int, provenance: dict | None,
+                done_now: int) -> list[dict]:
+    """Who ran what of a resumable run: the earlier sessions (`earlier`, from its saved state), then this one, which
+    ran [done_before, done_now) of `unit` ('epochs', 'folds') with `provenance`, when it ran any. A state written
+    before sessions were kept has done_before of them by an unknown session: one entry with provenance None."""
+    before = list(earlier or ([{unit: [0, done_before], "provenance": None}] if done_before else []))
+    return before + ([{unit: [done_before, done_now], "provenance": provenance}] if done_now > done_before else [])
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """After every epoch, writes what a resumed run needs into `state_dir`, atomically (temporary file, then
     rename): `state.weights.h5` (weights and optimizer state, as keras.callbacks.BackupAndRestore keeps them)
@@ -548,8 +557,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.provenance, self.sessions, self.first_epoch = provenance, [], 0  # earlier sessions: set on resume
 
     def sessions_so_far(self, epochs_done: int) -> list[dict]:
-        """The earlier sessions and this one, which trained epochs [first_epoch, epochs_done)."""
-        return self.sessions + [{"epochs": [self.first_epoch, epochs_done], "provenance": self.provenance}]
+        """The earlier sessions and this one, which trained epochs [first_epoch, epochs_done) (session_log)."""
+        return session_log(self.sessions, "epochs", self.first_epoch, self.provenance, epochs_done)
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()

@@ -306,6 +306,21 @@ def test_checkpoint_counts_training_seconds_across_sessions(tmp_path):
     assert 105.0 <= cp.seconds() < 106.0
 
 
+def test_session_log_adds_this_session_and_marks_unknown_earlier_ones():
+    """One record of who ran what, for train --resume (epochs) and the CK+ folds (folds)."""
+    me, before = {"commit": "b"}, [{"epochs": [0, 2], "provenance": {"commit": "a"}}]
+    assert training.session_log(None, "epochs", 0, me, 3) == [{"epochs": [0, 3], "provenance": me}]
+    assert training.session_log(before, "epochs", 2, me, 5) == before + [{"epochs": [2, 5], "provenance": me}]
+    # a state from before sessions were kept: its units' session is unknown
+    assert training.session_log(None, "folds", 4, me, 6) == [{"folds": [0, 4], "provenance": None},
+                                                               {"folds": [4, 6], "provenance": me}]
+    # a session that ran nothing (every fold already done) adds no entry
+    assert training.session_log(before, "epochs", 2, me, 2) == before
+    cp = training.RunCheckpoint("unused", provenance=me)
+    cp.sessions, cp.first_epoch = before, 2
+    assert cp.sessions_so_far(4) == before + [{"epochs": [2, 4], "provenance": me}]
+
+
 def test_sigterm_on_a_real_run_exits_130_and_leaves_it_resumable(tmp_path, monkeypatch):
     """Fault injection on a real process: `train` killed with SIGTERM (a scheduler, `kill`, a session that ends)
     says how to continue, leaves no model behind, and the run resumes from its last finished epoch."""
