@@ -202,7 +202,8 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     + [PlannedRun(f"campaign/s004_w{S004_CPU_WIDTH}/02_residual_lr3e-4", "02_residual", 20, "budget",
                   flags=("--lr", "3e-4", "--model-arg", f"width={S004_CPU_WIDTH}"), cpu="float32")]
     # The paper models' equal hour (notebook 08's compute question) began on the AMX Xeon (lightResNetl), so the
-    # rest wait for one: an hour on another CPU is another amount of compute.
+    # rest wait for one: an hour on another CPU is another amount of compute. The EPYC's series is the same seven
+    # hours there (PAPER_STEPS).
     + [PlannedRun(f"campaign/{s}", s, 60, "budget", int8=True, cpu="amx") for s in PAPER_STEPS]
     + [PlannedRun(f"campaign/avx512_bf16/{s}", s, 60, "budget", int8=True, cpu="avx512_bf16") for s in PAPER_STEPS]
     # Notebook 14's four labelings at one budget: the long run's final flags (width 48, random 40x40 crops, erasing,

@@ -213,7 +213,9 @@ def test_a_series_waits_for_its_own_kind_of_cpu(dirs, monkeypatch, capsys):
     by_folder = {"/amx/": "amx", "/avx512_bf16/": "avx512_bf16"}
     for folder, cpu in by_folder.items():
         series = [r for r in campaign.PLAN if folder in r.name]
-        assert series and all(r.cpu == cpu and r.keep_model for r in series)
+        assert series and all(r.cpu == cpu for r in series)
+        # the speed recipe's and the students' models are kept (teachers, shipped models); the paper models' are not
+        assert all(r.keep_model for r in series if r.name.startswith(("speedrun/", "distill/")))
     assert all(r.cpu == "float32" for r in campaign.PLAN if r.name.startswith(("speedrun/budget120", "distill/speed")))
     assert set(campaign.NEEDS_CPU) == {r.cpu for r in campaign.PLAN} - {None}
 

@@ -272,6 +272,35 @@ def test_the_erase_ablation_adds_one_regulariser_each_to_erasing_and_shares_its_
     assert "--augment strong+erase" in out and "dropout=0.3" in out and "--weight-decay 0.2" in out
 
 
+def test_the_distill_sweep_changes_only_t_and_alpha_and_its_teacher_never_saw_the_validation_slice(tmp_path, capsys,
+                                                                                                 monkeypatch):
+    """Issue 18's temperature/alpha sweep: the student alone, then distilled at each pair from one precomputed
+    teacher; the teacher held out the same validation slice the sweep chooses on (notebook 16's lesson)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import speedrun_ablation as ab
+
+    from fer_keras import campaign, cli
+
+    parser = cli.build_parser()
+    plan = campaign.ablation_plan(8.0, 0, which="distill")
+    assert plan[0].name == "alone" and all(r.cpu == "avx512_bf16" and r.issue == 18 for r in plan)
+    alone = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:]))
+    assert dict(alone["model_arg"]) == {"width": 18} and not alone["teacher"] and alone["seed"] == 0
+    pairs = set()
+    for run in plan[1:]:
+        args = vars(parser.parse_args(campaign.command(run, tmp_path)[3:]))
+        changed = {k for k in args if args[k] != alone[k]} - {"out", "results_json"}
+        assert changed == {"teacher", "precompute_teachers", "teacher_tta", "temperature", "alpha"}, run.name
+        pairs.add((args["temperature"], args["alpha"]))
+        (teacher,) = args["teacher"]
+        record = json.loads((REPO / teacher).with_suffix(".json").read_text())
+        assert (record["config"]["val_fraction"], record["config"]["seed"]) == (0.1, alone["seed"])
+    assert len(pairs) == len(plan) - 1 and (4.0, 0.1) in pairs  # the kit's default pair is one of them
+    monkeypatch.setattr(campaign.provenance, "cpu_class", lambda: "amx")  # another CPU: the sweep waits
+    assert ab.main(["--set", "distill", "--results", str(tmp_path), "--only", "t2_a0.1", "--dry-run"]) == 0
+    assert "waits for" in capsys.readouterr().out
+
+
 def test_ckplus_cv_script_refuses_a_bad_start_model_in_one_line(tmp_path, capsys):
     sys.path.insert(0, str(REPO / "scripts"))
     try:
