@@ -214,20 +214,29 @@ def _one_change_each(which, tmp_path):
     """The ablation set `which` as parsed train arguments, baseline first, after checking that every variant is
     the baseline's flags with exactly one change and needs the bf16 CPU -> (the script, its plan, {name: {changed
     argument: value}}, the baseline's arguments)."""
+    ab, plan, changes, base = _changes_against_the_first(which, 30.0, tmp_path)
+    assert all(r.cpu == "amx" for r in plan)
+    for name, changed in changes.items():
+        assert len(changed) == 1, (name, changed)
+    return ab, changes, base
+
+
+def _changes_against_the_first(which, minutes, tmp_path):
+    """The ablation set `which` at `minutes`, each run's command parsed as the CLI reads it -> (the script, its plan,
+    {name: {argument: value} where it differs from the first run's}, the first run's arguments)."""
     sys.path.insert(0, str(REPO / "scripts"))
     import speedrun_ablation as ab
 
     from fer_keras import campaign, cli
 
     parser = cli.build_parser()
-    plan = campaign.ablation_plan(30.0, 0, which=which)
-    assert [r.name for r in plan] == list(campaign.ABLATIONS[which][0]) and all(r.cpu == "amx" for r in plan)
+    plan = campaign.ablation_plan(minutes, 0, which=which)
+    assert [r.name for r in plan] == list(campaign.ABLATIONS[which][0])
     base, changes = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:])), {}
     for run in plan[1:]:
         args = vars(parser.parse_args(campaign.command(run, tmp_path)[3:]))
         changes[run.name] = {k: args[k] for k in args if args[k] != base[k] and k not in ("out", "results_json")}
-        assert len(changes[run.name]) == 1, (run.name, changes[run.name])
-    return ab, changes, base
+    return ab, plan, changes, base
 
 
 def test_the_long_ablation_adds_one_regulariser_each_to_the_hour_run_and_waits_for_its_cpu(tmp_path, capsys,
@@ -276,23 +285,16 @@ def test_the_distill_sweep_changes_only_t_and_alpha_and_its_teacher_never_saw_th
                                                                                                  monkeypatch):
     """Issue 18's temperature/alpha sweep: the student alone, then distilled at each pair from one precomputed
     teacher; the teacher held out the same validation slice the sweep chooses on (notebook 16's lesson)."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    import speedrun_ablation as ab
+    from fer_keras import campaign
 
-    from fer_keras import campaign, cli
-
-    parser = cli.build_parser()
-    plan = campaign.ablation_plan(8.0, 0, which="distill")
+    ab, plan, changes, alone = _changes_against_the_first("distill", 8.0, tmp_path)
     assert plan[0].name == "alone" and all(r.cpu == "avx512_bf16" and r.issue == 18 for r in plan)
-    alone = vars(parser.parse_args(campaign.command(plan[0], tmp_path)[3:]))
     assert dict(alone["model_arg"]) == {"width": 18} and not alone["teacher"] and alone["seed"] == 0
     pairs = set()
-    for run in plan[1:]:
-        args = vars(parser.parse_args(campaign.command(run, tmp_path)[3:]))
-        changed = {k for k in args if args[k] != alone[k]} - {"out", "results_json"}
-        assert changed == {"teacher", "precompute_teachers", "teacher_tta", "temperature", "alpha"}, run.name
-        pairs.add((args["temperature"], args["alpha"]))
-        (teacher,) = args["teacher"]
+    for name, changed in changes.items():
+        assert set(changed) == {"teacher", "precompute_teachers", "teacher_tta", "temperature", "alpha"}, name
+        pairs.add((changed["temperature"], changed["alpha"]))
+        (teacher,) = changed["teacher"]
         record = json.loads((REPO / teacher).with_suffix(".json").read_text())
         assert (record["config"]["val_fraction"], record["config"]["seed"]) == (0.1, alone["seed"])
     assert len(pairs) == len(plan) - 1 and (4.0, 0.1) in pairs  # the kit's default pair is one of them
