@@ -144,13 +144,33 @@ DISTILL_PLAN_AMX["speed_w18_from_oof"] = (
 DISTILL_PLAN_AMX["speed_w18_crop40_erase_alone"] = CROP40_FLAGS + ("--augment", "basic+erase")
 
 # The same student on the AVX512-BF16 EPYC (no AMX), the CPU that four sessions in a row drew: its own series, as an
-# hour there trains more epochs than on the Xeon. Crops rule out precomputed soft labels (training.teacher_logits
-# sees whole faces), so this is the student alone.
+# hour there trains more epochs than on the Xeon. Shipped as `tiny` (validation 64.6 %).
 DISTILL_PLAN_EPYC = {"speed_w18_crop40_erase_alone": DISTILL_PLAN_AMX["speed_w18_crop40_erase_alone"]}
+# The honest out-of-fold try there. The sweep measured why teachers teach little: the faces they trained on get soft
+# labels close to their hard ones. The Xeon's out-of-fold teachers had trained on the student's validation slice,
+# so that student's validation score was not clean. Here four teachers each leave out one fold of Training and the
+# student's slice (stratified 10 %, seed 0): the long run's recipe with erasing, 30 minutes each. Then the shipped
+# tiny's recipe distils from their out-of-fold soft labels: each face's label comes from its whole face, for all its
+# random crops. Paired with speed_w18_crop40_erase_alone (same seed, hour and slice). Ship rule, written before it
+# trains (notebook 16's): it replaces `tiny` if its validation accuracy beats that student's.
+OOF_VAL_TEACHERS = [f"distill/avx512_bf16/oof_val_teacher{i}of{OOF_FOLDS}" for i in range(OOF_FOLDS)]
+DISTILL_PLAN_EPYC["speed_w18_crop40_erase_from_oof_val"] = DISTILL_PLAN_EPYC["speed_w18_crop40_erase_alone"] + (
+    tuple(arg for name in OOF_VAL_TEACHERS for arg in ("--teacher", f"results/{name}.keras"))
+    + ("--precompute-teachers", "--teacher-tta", "ten_crop", "--teacher-folds"))
+
+# Issue 18's mid-size gap. The shipped `accurate` scores 69.55 % against a 71 % target. The hour-long width-48 runs
+# end at about 78 % training accuracy and 69-70 % PublicTest, and ensembles of 2-4 of them reach 70.2-70.4 %
+# (results/speedrun/avx512_bf16/ensemble_*). So one model needs more than a new seed. The candidate is the widest
+# the recipe allows under 1 M parameters (width 56: 880,551) for two hours on the EPYC, on all of Training. Ship rule,
+# written before it trains: it replaces `accurate` if its int8 file (ten crops inside) beats the shipped one's
+# PublicTest accuracy. That is one comparison on the test split, and the note must say so.
+ACCURATE_FLAGS = ("--model-arg", "width=56") + CROP40_FLAGS + ("--augment", "basic+erase", "--val-fraction", "0")
 
 # The paper models (notebooks 08-10), one hour each: the AMX series has one of its seven runs (lightResNetl), and
 # four sessions in a row drew the EPYC instead. So the same seven hours also form a series on that CPU, lightResNetl
 # included, and notebook 08 reports whichever series is complete first (an hour on one CPU is not an hour on another).
+LIGHTRESNET_LONG_MINUTES = 20 * 60
+LABELING_STEPS = ("14_fer2013", "14_ferplus_majority", "14_ferplus_probability", "14_ferm")  # notebook 14
 PAPER_STEPS = ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18", "08_vgg19", "09_bilinear_gc",
                "10_ca_resnet_ce", "10_ca_resnet_focal")
 
@@ -193,6 +213,11 @@ PLAN: tuple[PlannedRun, ...] = tuple(
                   issue=18, keep_model=True, cpu="amx") for i, name in enumerate(OOF_TEACHERS)]
     + [PlannedRun(f"distill/amx/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18,
                   int8=True, keep_model=True, cpu="amx") for name, teachers in DISTILL_PLAN_AMX.items()]
+    + [PlannedRun("speedrun/avx512_bf16/budget120_w56_crop40_erase_all_seed0", "17_speed", 120, "budget", 0,
+                  ACCURATE_FLAGS, issue=18, keep_model=True, int8=True, cpu="avx512_bf16")]
+    + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_AMX_FLAGS + ("--augment", "basic+erase", "--leave-out-fold",
+                  f"{i}/{OOF_FOLDS}"), issue=18, keep_model=True, cpu="avx512_bf16")
+       for i, name in enumerate(OOF_VAL_TEACHERS)]
     + [PlannedRun(f"distill/avx512_bf16/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + extra, issue=18,
                   int8=True, keep_model=True, cpu="avx512_bf16") for name, extra in DISTILL_PLAN_EPYC.items()]
     + _s004(20)
@@ -209,7 +234,18 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     # Notebook 14's four labelings at one budget: the long run's final flags (width 48, random 40x40 crops, erasing,
     # all of Training), 30 minutes each on the bf16 CPU, as notebook 16's out-of-fold teachers.
     + [PlannedRun(f"campaign/amx/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True, cpu="amx")
-       for s in ("14_fer2013", "14_ferplus_majority", "14_ferplus_probability", "14_ferm")]
+       for s in LABELING_STEPS]
+    # The Xeon trained two of the four and has not been lent since, so the four also form a series on the EPYC
+    # (as the paper models' hours): notebook 14 reads each comparison within one series.
+    + [PlannedRun(f"campaign/avx512_bf16/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True,
+                  cpu="avx512_bf16") for s in LABELING_STEPS]
+    # Issue 17's long run, last: lightResNetl toward >= 71 % PublicTest (the thesis: 73.45 % on PrivateTest after 200
+    # epochs). Its hour on the EPYC (campaign/avx512_bf16/08_lightresnet_l) trained full epochs of 449-505 s, so
+    # LIGHTRESNET_LONG_MINUTES buy about 150 epochs, S000's schedule squeezed into them as in the hour. At about 170
+    # minutes a session that is some seven sessions, each cut at its end and resumed from its state (weights and
+    # momentum, under COMMIT_LIMIT_MB).
+    + [PlannedRun("campaign/avx512_bf16/08_lightresnet_l_long", "08_lightresnet_l", LIGHTRESNET_LONG_MINUTES,
+                  "budget", int8=True, cpu="avx512_bf16")]
 )
 
 

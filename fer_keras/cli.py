@@ -229,13 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--temperature", type=POSITIVE, help="distillation temperature T (default 4)")
     train.add_argument("--precompute-teachers", action="store_true", default=None,
                        help="distillation: run the teachers once over the faces before training, not at every step "
-                            "(the same signal for a student with 48-pixel input; much faster with large teachers)")
+                            "(much faster with large teachers; a student with --input-size gets each face's whole-face soft "
+                            "label for all its random crops)")
     train.add_argument("--teacher-tta", choices=config.TTA_CHOICES,
                        help="distillation: each teacher's logits averaged over its test-time views of the whole face "
-                            "(default none; for a student with 48-pixel input)")
+                            "(default none; for a student with 48-pixel input, or with --precompute-teachers)")
     train.add_argument("--leave-out-fold", type=_fold, metavar="I/K",
                        help="train without fold I (from 0) of Training's K stratified folds: an out-of-fold teacher "
-                            "for --teacher-folds (its model file records the fold)")
+                            "for --teacher-folds (its model file records the fold); with a validation slice, it holds out the "
+                            "slice its student keeps too (same --val-fraction and --seed)")
     train.add_argument("--teacher-folds", action="store_true", default=None,
                        help="distillation: out-of-fold soft labels; the i-th --teacher left out fold i of K = the "
                             "number of teachers, and labels only the faces of that fold (needs --precompute-teachers)")

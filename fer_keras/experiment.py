@@ -52,25 +52,27 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
     class_names = config.LABEL_SETS[label_set]
     if run.label_smoothing and train_all.y.ndim == 1:  # smoothing needs one-hot targets
         train_all = train_all._replace(y=np.eye(len(class_names), dtype=np.float32)[train_all.y])
-    fold_record, folds = None, None  # out-of-fold distillation (leave_out_fold, teacher_folds)
+    fold_record, folds, teachers_held_out_val = None, None, None  # out-of-fold distillation
+    keep = np.ones(len(train_all.y), bool)  # the faces this run may train on
     if run.leave_out_fold is not None or run.teacher_folds:
         left_out, k = config.parse_fold(run.leave_out_fold) if run.leave_out_fold else (None, len(run.teachers))
         folds = data.training_folds(train_all.y, k, config.FOLD_SEED)
         fold_record = {"k": k, "seed": config.FOLD_SEED, "label_mode": run.label_mode, "of_faces": len(folds)}
-        if left_out is not None:  # a teacher: Training without fold `left_out`
-            keep = folds != left_out
-            train_all, folds = data.Split(train_all.x[keep], train_all.y[keep], train_all.rows[keep]), None
+        if left_out is not None:  # a teacher: Training without fold `left_out` (and without the validation slice
+            keep, folds = folds != left_out, None  # below: the slice a student of this seed and fraction keeps)
             fold_record["left_out"] = left_out
+            if run.val_fraction:
+                fold_record["val_held_out"] = {"fraction": run.val_fraction, "seed": run.seed}
         else:  # a student: each teacher must have left out its fold of these faces (checked before any work)
-            check_fold_teachers(run.teachers, fold_record)
-    if run.val_fraction:
+            teachers_held_out_val = check_fold_teachers(run.teachers, fold_record, run.val_fraction, run.seed)
+    if run.val_fraction:  # from all of Training, so that a fold teacher holds out the same slice as its student
         tr, va = data.holdout_split(train_all.y, run.val_fraction, run.seed)
-        train = data.Split(train_all.x[tr], train_all.y[tr], train_all.rows[tr])
+        tr = tr[keep[tr]]
         val = data.Split(train_all.x[va], train_all.y[va], train_all.rows[va])
-        fold_of = None if folds is None else {"train": folds[tr], "val": folds[va]}
     else:
-        train, val = train_all, None
-        fold_of = None if folds is None else {"train": folds}
+        tr, va, val = np.flatnonzero(keep), None, None
+    train = data.Split(train_all.x[tr], train_all.y[tr], train_all.rows[tr])
+    fold_of = None if folds is None else {"train": folds[tr]} | ({"val": folds[va]} if va is not None else {})
     soft = train.y.ndim == 2
 
     precision = training.resolve_precision(run.precision, run.model)
@@ -106,11 +108,10 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         if run.teachers:
             if soft and not run.label_smoothing:
                 raise ValueError("distillation here takes integer labels; use a ':majority' label mode")
-            if run.precompute_teachers and net.input_shape[1] < config.IMAGE_SIZE:
-                raise ValueError(f"precomputed teacher logits need a student that sees whole faces; {run.model} "
-                                 f"trains on random {net.input_shape[1]}-pixel crops. Fix: drop "
-                                 "--precompute-teachers for it.")
-            teachers = [_teacher(p, net.input_shape[1], run.teacher_tta) for p in run.teachers]
+            # Precomputed, a face's soft label is the teachers' on the whole face, for every random crop of it (as
+            # its hard label is); live, the teachers see the student's own crops.
+            size = config.IMAGE_SIZE if run.precompute_teachers else net.input_shape[1]
+            teachers = [_teacher(p, size, run.teacher_tta) for p in run.teachers]
             if run.precompute_teachers:  # the teachers run once over the faces, not at every step
                 tick = time.perf_counter()
                 def logits(s, part):  # out of fold: each face's from the teacher that left its fold out
@@ -195,6 +196,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         "precision_used": precision, "lr_schedule_used": schedule_used, "distribution": distribution,
         **({"teacher_logits_seconds": teacher_seconds} if teacher_seconds is not None else {}),
         **({"teacher_label_accuracy": label_accuracy} if label_accuracy else {}),
+        **({"teachers_held_out_val": teachers_held_out_val} if teachers_held_out_val is not None else {}),
         "epochs_run": epochs_run,
         "stopped_by_time_limit": bool(timer and timer.stopped),
         "stopped_by_budget": bool(schedule and schedule.stopped),
@@ -278,17 +280,22 @@ def resume_run(path, time_limit_minutes=None, verbose=None, command=None, starte
                               command=command, started=started, devices=devices, resume=True, state_dir=state_dir)
 
 
-def check_fold_teachers(paths, folds: dict) -> None:
+def check_fold_teachers(paths, folds: dict, val_fraction: float = 0.0, seed: int = 0) -> bool | None:
     """Out-of-fold distillation's teachers, in fold order: teacher i must have left out fold i of the same k folds
-    of the same faces (its model file's out_of_fold record: k, seed, label mode, number of faces). Else one line."""
+    of the same faces (its model file's out_of_fold record: k, seed, label mode, number of faces). Else one line.
+    Returns whether every teacher also held out the student's validation slice (`val_fraction` of Training, `seed`),
+    so that its validation score is clean; None for a student without one."""
+    held_out = []
     for i, path in enumerate(paths):
-        record = modelfile.read_metadata(path).get("out_of_fold")
+        record = dict(modelfile.read_metadata(path).get("out_of_fold") or {})
+        held_out.append(record.pop("val_held_out", None) == {"fraction": val_fraction, "seed": seed})
         want = folds | {"left_out": i}
         if record != want:
             raise ValueError(f"--teacher-folds: teacher {i + 1}, {path}, must have left out fold {i}/{folds['k']} of "
                              f"these {folds['of_faces']} {folds['label_mode']} Training faces; its file says "
                              f"{record or 'it left no fold out'}. Fix: train it with --leave-out-fold "
                              f"{i}/{folds['k']} (same --labels) and give the teachers in fold order.")
+    return all(held_out) if val_fraction else None
 
 
 def _teacher(path, size: int, tta: str = "none") -> keras.Model:
@@ -299,7 +306,7 @@ def _teacher(path, size: int, tta: str = "none") -> keras.Model:
     if tta != "none":
         if size != config.IMAGE_SIZE:
             raise ValueError(f"teacher TTA needs a student that sees whole {config.IMAGE_SIZE}-pixel faces; this one "
-                             f"takes {size}. Fix: drop --teacher-tta or --input-size.")
+                             f"takes {size}. Fix: add --precompute-teachers, or drop --teacher-tta or --input-size.")
         return models.with_tta(teacher, tta)
     if own == size:
         return teacher

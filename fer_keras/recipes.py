@@ -25,12 +25,15 @@ class RunConfig:
     teachers: .keras paths -> knowledge distillation (training.Distiller, alpha / temperature); the
     student `model` is what gets saved and tested. precompute_teachers: the teachers' logits are computed once
     before training (training.teacher_logits) instead of at every step; the same signal for a student that sees
-    whole 48-pixel faces, refused for a cropping student and with class weights. teacher_tta: 'flip' or
-    'ten_crop': each teacher's logits are the mean over its test-time views of the whole face (models.with_tta),
-    the signal of the teacher as it is scored; needs a student that sees whole faces.
+    whole 48-pixel faces; a cropping student gets each face's soft label from the whole face, for every random
+    crop of it (as its hard label); refused with class weights. teacher_tta: 'flip' or 'ten_crop': each
+    teacher's logits are the mean over its test-time views of the whole face (models.with_tta), the signal of the
+    teacher as it is scored; needs precomputed logits or a student that sees whole faces.
     leave_out_fold: 'I/K' trains without fold I of Training's K stratified folds (data.training_folds, seed 0):
-    an out-of-fold teacher. teacher_folds: out-of-fold soft labels: teacher i left out fold i of K = the number
-    of teachers, and each face's logits come from the one teacher that did not train on it (precomputed).
+    an out-of-fold teacher. With val_fraction > 0 it also holds out the validation slice its student keeps (the
+    same fraction and seed, taken from all of Training), so that the student's validation score stays clean.
+    teacher_folds: out-of-fold soft labels: teacher i left out fold i of K = the number of teachers, and each
+    face's logits come from the one teacher that did not train on it (precomputed).
     budget_minutes: a wall-clock budget for the whole run (loading, training, testing) instead of an epoch
     count: the 'budget' schedule runs over the time left and training stops at the deadline.
     precision: 'auto' (mixed_bfloat16 where the CPU has native bf16, else float32), 'float32',

@@ -46,6 +46,18 @@ def results_name(path) -> str:
     return f"results/{path.relative_to(inside).as_posix() if path.is_relative_to(inside) else path.name}"
 
 
+def views_compared(net, shipped_test: dict, split, tta: str) -> dict:
+    """The shipped file's views scored as a training run's record scores them: their probabilities averaged
+    (evaluation.predict_proba) where the file averages their logits (layers.ViewMean: one graph op, int8-friendly).
+    Accuracy, macro-F1, and the paired test against the shipped file's own `test` metrics (the faces each gets
+    right that the other gets wrong)."""
+    from fer_keras import evaluation
+
+    probs = evaluation.evaluate_model(net, split, tta)
+    return {"accuracy": probs["accuracy"], "macro_f1": probs["macro_f1"], "tta": tta, "n": probs["n"],
+            "against_shipped": evaluation.paired_test_from_metrics(probs, shipped_test)}
+
+
 def main(argv=None) -> int:
     from fer_keras import compress, data, modelfile
 
@@ -83,6 +95,7 @@ def main(argv=None) -> int:
             "params": keras_model.count_params(), "trainable_params": models.trainable_params(keras_model),
             "test": evaluation.evaluate_model(wrapped, splits["PublicTest"]),
             "provenance": provenance.provenance(command)}
+        results["test_probability_mean"] = views_compared(loaded, results["test"], splits["PublicTest"], args.tta)
         training.atomic_write_text(args.results_json, json.dumps(results, indent=1))
         loaded = wrapped
     single = results.get("test_single_crop", results["test"])  # what predict and the demo do: one call a face

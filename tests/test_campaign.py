@@ -139,27 +139,50 @@ def test_the_plan_is_valid_train_commands_in_order():
     oof = [r for r in campaign.PLAN if "oof_teacher" in r.name]  # out-of-fold teachers: fold i left out, in order
     assert [parser.parse_args(campaign.command(r, "results")[3:]).leave_out_fold for r in oof] == \
         [f"{i}/{campaign.OOF_FOLDS}" for i in range(campaign.OOF_FOLDS)] and all(r.keep_model for r in oof)
-    students = [r for r in campaign.PLAN if r.issue == 18 and r not in oof]
+    students = [r for r in campaign.PLAN if r.name.startswith("distill/") and "teacher" not in r.name]
     from_oof, = [r for r in students if r.name.endswith("from_oof")]
     assert from_oof.inputs() == [f"results/{r.name}.keras" for r in oof]
     assert parser.parse_args(campaign.command(from_oof, "results")[3:]).teacher_folds
     assert [r.inputs() for r in students][0] == [] and len(students[1].inputs()) == 2  # alone, then distilled
     assert all(dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg) == {"width": 18}
                for r in students)
+    # the honest out-of-fold teachers keep the default validation slice, which a fold teacher holds out
+    oof_val = [r for r in campaign.PLAN if "oof_val_teacher" in r.name]
+    parsed = [parser.parse_args(campaign.command(r, "results")[3:]) for r in oof_val]
+    assert [a.leave_out_fold for a in parsed] == [f"{i}/{campaign.OOF_FOLDS}" for i in range(campaign.OOF_FOLDS)]
+    assert all(a.val_fraction is None and a.seed == 0 for a in parsed)
+    honest, = [r for r in students if r.name.endswith("from_oof_val")]
+    assert honest.inputs() == [f"results/{r.name}.keras" for r in oof_val]
+    a = parser.parse_args(campaign.command(honest, "results")[3:])
+    assert a.teacher_folds and a.precompute_teachers and a.input_size == 40 and a.augment == "basic+erase"
+    # the mid-size candidate stays under issue 18's 1 M parameters
+    candidate, = [r for r in campaign.PLAN if r.issue == 18 and r.name.startswith("speedrun/")]
+    a = parser.parse_args(campaign.command(candidate, "results")[3:])
+    from fer_keras import models
+
+    net = models.build_model("speed_cnn", input_size=a.input_size, **dict(a.model_arg))
+    assert net.count_params() <= 1_000_000 and candidate.int8 and candidate.keep_model
     teachers = [r for r in campaign.PLAN if r.name.startswith("speedrun/budget120")]  # issue 18's teachers
     assert len(teachers) == 2 and all(r.int8 and r.keep_model for r in teachers + students)
     papers = [r for r in campaign.PLAN if r.step[:2] in ("08", "09", "10")]
-    assert papers and all(r.int8 and r.kind == "budget" and r.minutes == 60 for r in papers)
+    hours = [r for r in papers if not r.name.endswith("_long")]  # the equal hour; then lightResNetl trained long
+    assert hours and all(r.int8 and r.kind == "budget" and r.minutes == 60 for r in hours)
+    long, = [r for r in papers if r not in hours]
+    assert long.step == "08_lightresnet_l" and long.minutes == campaign.LIGHTRESNET_LONG_MINUTES and long.int8
+    assert long is campaign.PLAN[-1]  # last: it takes several sessions
     for run in papers:
         assert parser.parse_args(campaign.int8_command(run, "results")[3:]).results_json == f"results/{run.name}.json"
 
 
 def test_notebook_14s_labelings_differ_in_their_labels_only():
     parser = cli.build_parser()
+    for cpu in ("amx", "avx512_bf16"):  # one series on each CPU, the same four runs
+        series = [r for r in campaign.PLAN if r.step.startswith("14_") and r.cpu == cpu]
+        assert [r.step for r in series] == list(recipes.LABEL_RUNS)
+        assert [r.name for r in series] == [f"campaign/{cpu}/{step}" for step in recipes.LABEL_RUNS]
     runs = [r for r in campaign.PLAN if r.step.startswith("14_")]
-    assert [r.step for r in runs] == list(recipes.LABEL_RUNS)
-    assert {(r.kind, r.minutes, r.seed, r.flags, r.cpu) for r in runs} == \
-        {("budget", 30, 0, campaign.LONG_FINAL_FLAGS, "amx")}  # one budget, one recipe, one kind of CPU
+    assert {(r.kind, r.minutes, r.seed, r.flags) for r in runs} == \
+        {("budget", 30, 0, campaign.LONG_FINAL_FLAGS)}  # one budget, one recipe
     configs = [recipes.step_config(r.step, "full") for r in runs]
     assert {c["label_mode"] for c in configs} == {"fer2013", "ferplus8", "ferplus8:probability", "ferm"}
     assert all(c | {"label_mode": None} == configs[0] | {"label_mode": None} for c in configs)

@@ -325,8 +325,37 @@ def test_out_of_fold_distillation_end_to_end(tmp_path):
     with pytest.raises(ValueError, match="teacher 1, .*t1.*must have left out fold 0/2"):
         experiment.train_and_evaluate(out_dir=tmp_path / "s2", teachers=teachers[::-1], precompute_teachers=True,
                                       teacher_folds=True, **common)
+    assert "teachers_held_out_val" not in r  # no validation slice
     with pytest.raises(ValueError, match="at least two teachers"):
         experiment.RunConfig(teachers=teachers[:1], precompute_teachers=True, teacher_folds=True)
+
+
+def test_fold_teachers_with_a_validation_slice_hold_out_their_students_slice(tmp_path):
+    """A fold teacher with a validation slice trains on neither its fold nor the slice its student (same fraction
+    and seed) keeps, and says so in its file; its student's record says whether its validation score is clean."""
+    from fer_keras import data, modelfile
+
+    common = dict(model="tiny_cnn", source="sample", epochs=1, model_kwargs={"width": 4}, verbose=0)
+    faces = data.load_sample(["Training"])["Training"]
+    _, va = data.holdout_split(faces.y, 0.2, 0)
+    folds = data.training_folds(faces.y, 2, 0)
+    teachers = {}
+    for fraction in (0.2, 0.0):
+        teachers[fraction] = []
+        for i in range(2):
+            out = tmp_path / f"t{i}_val{fraction}"
+            r = experiment.train_and_evaluate(out_dir=out, leave_out_fold=f"{i}/2", val_fraction=fraction, **common)
+            unseen = set(va) | set(np.flatnonzero(folds == i)) if fraction else set(np.flatnonzero(folds == i))
+            assert r["data"]["train_n"] == len(faces.y) - len(unseen)
+            record = modelfile.read_metadata(out / "model.keras")["out_of_fold"]
+            assert record.get("val_held_out") == ({"fraction": 0.2, "seed": 0} if fraction else None)
+            teachers[fraction].append(str(out / "model.keras"))
+        if fraction:
+            assert r["data"]["val_n"] == len(va)  # the student's slice, taken from all of Training
+    for fraction, clean in ((0.2, True), (0.0, False)):
+        r = experiment.train_and_evaluate(out_dir=tmp_path / f"s{fraction}", teachers=teachers[fraction],
+                                          precompute_teachers=True, teacher_folds=True, val_fraction=0.2, **common)
+        assert r["teachers_held_out_val"] is clean and r["data"]["val_n"] == len(va)
     with pytest.raises(ValueError, match="not both"):
         experiment.RunConfig(teachers=teachers, precompute_teachers=True, teacher_folds=True, leave_out_fold="0/2")
 
@@ -383,9 +412,12 @@ def test_train_and_evaluate_precomputes_the_teachers_once_or_says_why_not(tmp_pa
     assert set(r["teacher_label_accuracy"]) == {"train", "val"}
     assert all(0 <= a <= 1 for a in r["teacher_label_accuracy"].values())
     assert np.isfinite(r["history"]["loss"]).all() and 0 <= r["history"]["val_accuracy"][0] <= 1
-    with pytest.raises(ValueError, match="whole faces"):
-        experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], input_size=44,
-                                      precompute_teachers=True, out_dir=tmp_path / "crop", verbose=0)
+    # a cropping student: each face's soft label from the whole face (here the teacher's flip views), every crop
+    r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, teachers=[str(path)], input_size=44,
+                                      precompute_teachers=True, teacher_tta="flip", out_dir=tmp_path / "crop",
+                                      model_kwargs={"width": 4}, verbose=0)
+    assert r["input_shape"][:2] == [44, 44] and set(r["teacher_label_accuracy"]) == {"train", "val"}
+    assert np.isfinite(r["history"]["loss"]).all()
     with pytest.raises(ValueError, match="class weights"):
         RunConfig(teachers=[str(path)], precompute_teachers=True, class_weights=True)
 

@@ -175,6 +175,12 @@ def test_ship_model_records_the_teacher_and_the_int8_numbers(tmp_path):
     assert shipped["tta_inside"] == "flip" and shipped["source_results"] == "results/r.json"
     assert shipped["test"]["n"] == 350 and shipped["int8"]["file"] == "tiny3_int8.tflite"  # strict int8: views too
     assert shipped["provenance"]["command"].startswith("python scripts/ship_model.py")
+    # the training record's way of averaging the same views (probabilities, not logits), beside the file's own
+    views = shipped["test_probability_mean"]
+    assert views["tta"] == "flip" and views["n"] == 350 and 0 <= views["accuracy"] <= 1
+    pair = views["against_shipped"]
+    assert pair["accuracy_b"] == pytest.approx(shipped["test"]["accuracy"])
+    assert pair["accuracy_a"] == pytest.approx(views["accuracy"])
     meta = modelfile.read_metadata(dest / "tiny3.keras")
     assert meta["input_size"] == [48, 48] and meta["tta_inside"] == "flip"
     assert f"{shipped['test']['accuracy']:.4f} (flip TTA inside the model)" in meta["reported_accuracy"]
