@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer_keras import config, provenance
+from fer_keras import config, provenance, recipes
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_DIR = "state"  # under results/: committed run states
@@ -100,7 +100,10 @@ LONG_AMX_FLAGS = BUDGET120_FLAGS + CROP40_FLAGS
 # The long ablation's validation winner (results/speedrun/amx/ablation_long/: random erasing, 67.2 % validation
 # against 65.3 % for the hour run's flags at 30 minutes, training accuracy 71.8 % against 81.6 %), trained on all of
 # Training (no validation slice: the choice is made) for the 2-hour target's ensemble of two hour-long runs.
-LONG_FINAL_FLAGS = LONG_AMX_FLAGS + ("--augment", "basic+erase", "--val-fraction", "0")
+ERASE_FLAGS = ("--augment", "basic+erase")
+ALL_TRAINING_FLAGS = ("--val-fraction", "0")
+LONG_ERASE_FLAGS = LONG_AMX_FLAGS + ERASE_FLAGS
+LONG_FINAL_FLAGS = LONG_ERASE_FLAGS + ALL_TRAINING_FLAGS
 
 # Issue 18: the tiny model to ship, the speed recipe at width 18 (92 k parameters, 14 MFLOPs: under issue 18's
 # 100 k), an hour each, alone and distilled from the two 2-hour models (their mean soft labels, computed once), same
@@ -141,7 +144,7 @@ DISTILL_PLAN_AMX["speed_w18_from_oof"] = (
 # what took the width-48 model from over-fitting to the 2-hour ensemble, random 40x40 crops, ten-crop testing and
 # random erasing (the width-18 student alone ended an hour at 75 % training accuracy against 63 % on its
 # validation slice). Same seed, hour and validation slice as the students above, so notebook 16's ship rule applies.
-DISTILL_PLAN_AMX["speed_w18_crop40_erase_alone"] = CROP40_FLAGS + ("--augment", "basic+erase")
+DISTILL_PLAN_AMX["speed_w18_crop40_erase_alone"] = CROP40_FLAGS + ERASE_FLAGS
 
 # The same student on the AVX512-BF16 EPYC (no AMX), the CPU that four sessions in a row drew: its own series, as an
 # hour there trains more epochs than on the Xeon. Shipped as `tiny` (validation 64.6 %).
@@ -164,15 +167,15 @@ DISTILL_PLAN_EPYC["speed_w18_crop40_erase_from_oof_val"] = DISTILL_PLAN_EPYC["sp
 # the recipe allows under 1 M parameters (width 56: 880,551) for two hours on the EPYC, on all of Training. Ship rule,
 # written before it trains: it replaces `accurate` if its int8 file (ten crops inside) beats the shipped one's
 # PublicTest accuracy. That is one comparison on the test split, and the note must say so.
-ACCURATE_FLAGS = ("--model-arg", "width=56") + CROP40_FLAGS + ("--augment", "basic+erase", "--val-fraction", "0")
+ACCURATE_FLAGS = ("--model-arg", "width=56") + CROP40_FLAGS + ERASE_FLAGS + ALL_TRAINING_FLAGS
 
 # The paper models (notebooks 08-10), one hour each: the AMX series has one of its seven runs (lightResNetl), and
 # four sessions in a row drew the EPYC instead. So the same seven hours also form a series on that CPU, lightResNetl
 # included, and notebook 08 reports whichever series is complete first (an hour on one CPU is not an hour on another).
-LIGHTRESNET_LONG_MINUTES = 20 * 60
-LABELING_STEPS = ("14_fer2013", "14_ferplus_majority", "14_ferplus_probability", "14_ferm")  # notebook 14
 PAPER_STEPS = ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18", "08_vgg19", "09_bilinear_gc",
                "10_ca_resnet_ce", "10_ca_resnet_focal")
+LIGHTRESNET_LONG_MINUTES = 20 * 60  # issue 17's long lightResNetl run (the last entry of PLAN)
+LABELING_STEPS = tuple(recipes.LABEL_RUNS)  # notebook 14's four labelings
 
 # In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their
 # teachers are the 2-hour models), then issue 17: the S004 path at one equal budget each, the paper models at one
@@ -215,8 +218,8 @@ PLAN: tuple[PlannedRun, ...] = tuple(
                   int8=True, keep_model=True, cpu="amx") for name, teachers in DISTILL_PLAN_AMX.items()]
     + [PlannedRun("speedrun/avx512_bf16/budget120_w56_crop40_erase_all_seed0", "17_speed", 120, "budget", 0,
                   ACCURATE_FLAGS, issue=18, keep_model=True, int8=True, cpu="avx512_bf16")]
-    + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_AMX_FLAGS + ("--augment", "basic+erase", "--leave-out-fold",
-                  f"{i}/{OOF_FOLDS}"), issue=18, keep_model=True, cpu="avx512_bf16")
+    + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_ERASE_FLAGS + ("--leave-out-fold", f"{i}/{OOF_FOLDS}"),
+                  issue=18, keep_model=True, cpu="avx512_bf16")
        for i, name in enumerate(OOF_VAL_TEACHERS)]
     + [PlannedRun(f"distill/avx512_bf16/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + extra, issue=18,
                   int8=True, keep_model=True, cpu="avx512_bf16") for name, extra in DISTILL_PLAN_EPYC.items()]
@@ -275,7 +278,7 @@ ABLATION: dict[str, tuple[str, ...]] = {
 # dropout before the logits, the 'strong' augmentation (zoom, brightness), four times the weight decay.
 LONG_ABLATION: dict[str, tuple[str, ...]] = {
     "long": LONG_AMX_FLAGS,
-    "long_erase": LONG_AMX_FLAGS + ("--augment", "basic+erase"),
+    "long_erase": LONG_ERASE_FLAGS,
     "long_dropout": LONG_AMX_FLAGS + ("--model-arg", "dropout=0.3"),
     "long_strong": LONG_AMX_FLAGS + ("--augment", "strong"),
     "long_wd0.2": LONG_AMX_FLAGS + ("--weight-decay", "0.2"),
