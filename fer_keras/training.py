@@ -365,8 +365,9 @@ def bf16_supported(cpuinfo: str | None = None) -> bool:
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
-# Models that train slower in mixed_bfloat16 than in float32 on a CPU with native bf16 (AMX)
-# (results/train_throughput_paper_amx.json: the lightResNets; the plain-conv paper models faster in bf16). Not
+# Models that train slower in mixed_bfloat16 than in float32 on a CPU with native bf16: the lightResNets, on the
+# Xeon with AMX and on the EPYC with AVX512-BF16 alone (results/train_throughput_paper_amx.json, _epyc.json; the
+# plain-conv paper models train faster in bf16 on both). Not
 # their depthwise convolutions alone: without any, lightResNetl is still no faster in bf16 than in float32
 # (results/train_throughput_lightresnet_depthwise_amx.json). 'auto' keeps them in float32.
 BF16_SLOWER = frozenset({"lightresnet_l", "lightresnet_m"})
