@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from fer_keras.config import MIX_ALPHA, MIX_CHOICES
 from fer_keras.layers import RandomFaceAffine
 
 # S004's ImageDataGenerator: rotation 20 degrees, horizontal flip, shifts 0.1 ("basic"); "strong" adds
@@ -67,3 +68,37 @@ def random_crops(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
     n, h, w = x.shape[:3]
     tops, lefts = rng.integers(0, h - size + 1, n), rng.integers(0, w - size + 1, n)
     return np.stack([img[t:t + size, l:l + size] for img, t, l in zip(x, tops, lefts)])
+
+
+def mix_batch(x: np.ndarray, y: np.ndarray, kind: str, rng: np.random.Generator, alpha: float = MIX_ALPHA,
+              weights: np.ndarray | None = None):
+    """Mix a training batch with a shuffled copy of itself: x float (N, H, W, ...), y one-hot or soft rows (N, C),
+    optional per-face weights (N,); returns (x, y, weights) mixed with one lambda ~ Beta(alpha, alpha) per batch.
+
+    'mixup' blends the faces, lambda * x + (1 - lambda) * x[perm]; 'cutmix' pastes a box of x[perm] covering
+    1 - lambda of the face (centre drawn uniformly, clipped at the border), and lambda becomes the share of the face
+    left (the papers' reference code). Labels and weights mix with the same lambda.
+
+    Written here rather than with keras.layers.MixUp / CutMix: those draw from a stateful seed generator (and
+    CutMix's `factor` is not the papers' alpha), whereas FaceBatches promises that every batch is a pure function
+    of (seed, epoch, batch), so that a resumed run sees the batches it would have seen."""
+    if kind not in MIX_CHOICES:
+        raise ValueError(f"mix {kind!r}: choose one of {MIX_CHOICES}")
+    if y.ndim != 2:
+        raise ValueError("mixing needs one-hot or soft label rows (N, classes), not integer labels")
+    lam, perm = float(rng.beta(alpha, alpha)), rng.permutation(len(x))
+    x = np.array(x, np.float32)
+    if kind == "mixup":
+        x = lam * x + (1.0 - lam) * x[perm]
+    else:
+        h, w = x.shape[1:3]
+        cut_h, cut_w = int(h * np.sqrt(1.0 - lam)), int(w * np.sqrt(1.0 - lam))
+        cy, cx = rng.integers(h), rng.integers(w)
+        top, bottom = np.clip([cy - cut_h // 2, cy + cut_h // 2], 0, h)
+        left, right = np.clip([cx - cut_w // 2, cx + cut_w // 2], 0, w)
+        x[:, top:bottom, left:right] = x[perm, top:bottom, left:right]
+        lam = 1.0 - (bottom - top) * (right - left) / (h * w)
+    y = lam * y + (1.0 - lam) * y[perm]
+    if weights is not None:
+        weights = lam * weights + (1.0 - lam) * weights[perm]
+    return x, y.astype(np.float32), weights

@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=FRACTION)
     train.add_argument("--augment", choices=AUGMENT_CHOICES,
                        help="default basic; LEVEL+erase adds random erasing")
+    train.add_argument("--mix", choices=config.MIX_CHOICES,
+                       help="mix each training batch with itself: mixup blends two faces, cutmix pastes a box of "
+                            "one into the other; their labels mix in the same share")
+    train.add_argument("--mix-alpha", type=POSITIVE, metavar="ALPHA",
+                       help="--mix: the share of each face is drawn from Beta(ALPHA, ALPHA) "
+                            f"(default {config.MIX_ALPHA:g})")
     train.add_argument("--class-weights", action="store_true", default=None,
                        help="balanced class weights (scikit-learn)")
     train.add_argument("--reduce-lr", type=POSITIVE_INT, metavar="PATIENCE", help="ReduceLROnPlateau patience")
@@ -483,7 +489,8 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "temperature": "distill_temperature", "precompute_teachers": "precompute_teachers",
                "teacher_tta": "teacher_tta", "leave_out_fold": "leave_out_fold", "teacher_folds": "teacher_folds",
                "budget": "budget_minutes", "precision": "precision",
-               "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup", "devices": "devices"}
+               "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup", "devices": "devices",
+               "mix": "mix", "mix_alpha": "mix_alpha"}
 
 
 def cmd_train(args) -> int:

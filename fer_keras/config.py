@@ -17,6 +17,11 @@ FOLD_SEED = 0  # data.training_folds for out-of-fold teachers and their students
 # Test-time augmentation: name -> views a face (layers.TestTimeViews); TTA_CHOICES adds "none" (one view).
 TTA_VIEWS = {"flip": 2, "ten_crop": 10}
 TTA_CHOICES = ("none", *TTA_VIEWS)
+# Mixing two faces of a training batch and their labels (augment.mix_batch): mixup (Zhang et al. 2018) blends the
+# whole faces, CutMix (Yun et al. 2019) pastes a rectangle of one into the other. MIX_ALPHA: both papers' CIFAR
+# setting, lambda ~ Beta(1, 1).
+MIX_CHOICES = ("mixup", "cutmix")
+MIX_ALPHA = 1.0
 # Sub-folders of results/speedrun/ that are not budget runs of the speed recipe (notebook 17 gives each its own
 # table); its other sub-folders hold one machine's budget runs each (speedrun/amx/).
 SPEEDRUN_OTHER = ("ablation", "precision")

@@ -50,7 +50,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
     train_all, test = splits["Training"], splits[run.test_split]
     label_set = run.label_mode.partition(":")[0]
     class_names = config.LABEL_SETS[label_set]
-    if run.label_smoothing and train_all.y.ndim == 1:  # smoothing needs one-hot targets
+    if (run.label_smoothing or run.mix) and train_all.y.ndim == 1:  # smoothing and mixing need one-hot targets
         train_all = train_all._replace(y=np.eye(len(class_names), dtype=np.float32)[train_all.y])
     fold_record, folds, teachers_held_out_val = None, None, None  # out-of-fold distillation
     keep = np.ones(len(train_all.y), bool)  # the faces this run may train on
@@ -156,7 +156,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         start = time.perf_counter()
         fit_verbose = 2 if schedule is not None and schedule.bar is not None else verbose  # one bar: the time left
         training.fit(fit_model, train, val, fit_epochs, run.batch_size, weights, callbacks, run.seed, fit_verbose,
-                     crop=net.input_shape[1], initial_epoch=initial_epoch)
+                     crop=net.input_shape[1], initial_epoch=initial_epoch, mix=run.mix, mix_alpha=run.mix_alpha)
     train_seconds = time.perf_counter() - start
     run_train_seconds = schedule.seconds() if schedule else checkpoint.seconds()  # all sessions, at the stop
     trained_at = time.perf_counter()

@@ -40,6 +40,8 @@ class RunConfig:
     'mixed_bfloat16'; the saved model is float32 either way. val_fraction 0: no validation slice.
     cross_label_tests: label sets (e.g. ('ferplus8', 'fer2013')) to score the model on as well, on the same
     test split, classes matched by name (evaluation.cross_label_metrics): results['test_on'][label_set].
+    mix: 'mixup' or 'cutmix' mixes every training batch with itself (augment.mix_batch, lambda ~ Beta(mix_alpha,
+    mix_alpha)); integer labels become one-hot rows for it; refused with distillation.
     """
 
     model: str = "small_cnn"
@@ -78,11 +80,20 @@ class RunConfig:
     cross_label_tests: tuple | None = field(default=None)
     leave_out_fold: str | None = None
     teacher_folds: bool = False
+    mix: str | None = None
+    mix_alpha: float = config.MIX_ALPHA
 
     # results['config'] leaves out what results['data'] and the run's own keys already say.
     _NOT_RECORDED = ("model", "source", "label_mode", "test_split", "out_dir")
 
     def __post_init__(self):
+        if self.mix is not None and self.mix not in config.MIX_CHOICES:
+            raise ValueError(f"mix {self.mix!r}: choose one of {config.MIX_CHOICES}")
+        if self.mix and self.teachers:
+            raise ValueError("mixing faces (--mix) and distillation (--teacher) do not combine here: the soft labels "
+                             "belong to unmixed faces. Fix: drop one of them.")
+        if not self.mix_alpha > 0:
+            raise ValueError(f"mix_alpha {self.mix_alpha!r}: give a number above 0 (Beta(alpha, alpha))")
         if self.precompute_teachers and self.class_weights:
             raise ValueError("precomputed teacher logits and class weights do not combine; drop one of them.")
         if self.teacher_tta not in config.TTA_CHOICES:
@@ -121,6 +132,8 @@ class RunConfig:
             del out["cross_label_tests"]
         if self.leave_out_fold is None:
             del out["leave_out_fold"]
+        if not self.mix:
+            del out["mix"], out["mix_alpha"]
         return out
 
     def matches(self, results: dict) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fer_keras import augment, data, provenance
+from fer_keras import augment, config, data, provenance
 
 
 class FaceBatches(keras.utils.PyDataset):
@@ -31,12 +31,18 @@ class FaceBatches(keras.utils.PyDataset):
     random crops are drawn from (seed, epoch) and (seed, epoch, batch). Keras peeks at batches and prefetches
     the next epoch before any epoch-end hook runs, so a shuffle done in a hook would depend on timing; this
     does not, and a run resumed at `epoch` sees exactly the batches it would have seen.
+
+    mix: 'mixup' or 'cutmix' (augment.mix_batch) mixes each training batch with itself, drawn from
+    (seed, epoch, batch) too; y must then be one-hot or soft rows. Unshuffled (validation, test) batches are not mixed.
     """
 
     def __init__(self, x, y=None, batch_size=64, shuffle=False, crop=None, class_weight=None, seed=0, epoch=0,
-                 **kwargs):
+                 mix=None, mix_alpha=config.MIX_ALPHA, **kwargs):
         super().__init__(**kwargs)
         self.x, self.y, self.batch_size, self.shuffle, self.crop = x, y, int(batch_size), shuffle, crop
+        self.mix, self.mix_alpha = (mix, float(mix_alpha)) if shuffle else (None, None)
+        if self.mix and (y is None or np.ndim(y) != 2):
+            raise ValueError(f"--mix {mix} needs one-hot or soft labels (N, classes), not integer labels")
         self.seed, self.steps_per_epoch = int(seed), math.ceil(len(x) / int(batch_size))
         self.start = int(epoch) * self.steps_per_epoch
         self._orders = {}
@@ -69,9 +75,11 @@ class FaceBatches(keras.utils.PyDataset):
         x = data.to_model_input(x)
         if self.y is None:
             return (x,)
-        if self.weights is None:
-            return x, self.y[idx]
-        return x, self.y[idx], self.weights[idx]
+        y, w = self.y[idx], None if self.weights is None else self.weights[idx]
+        if self.mix:
+            rng = np.random.default_rng([self.seed, epoch, j, 1])  # a stream of its own, beside the crops'
+            x, y, w = augment.mix_batch(x, y, self.mix, rng, self.mix_alpha, w)
+        return (x, y) if w is None else (x, y, w)
 
 
 def centralize_gradient(grad, variable=None):
@@ -635,13 +643,15 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 def fit(model, train: data.Split, val: data.Split | None, epochs=10, batch_size=64, class_weight=None,
-        callbacks=None, seed=0, verbose="auto", crop=None, initial_epoch=0):
+        callbacks=None, seed=0, verbose="auto", crop=None, initial_epoch=0, mix=None, mix_alpha=config.MIX_ALPHA):
     """Fit on uint8 faces; crops automatically when the model input is smaller than the faces
     (crop: the input size, for models without input_shape such as a Distiller). initial_epoch > 0
-    continues a run with the batches it would have seen (FaceBatches)."""
+    continues a run with the batches it would have seen (FaceBatches). mix: 'mixup' or 'cutmix' on the
+    training batches (one-hot or soft labels)."""
     crop = crop or model.input_shape[1]
     train_batches = FaceBatches(train.x, train.y, batch_size, shuffle=True, crop=crop,
-                                class_weight=class_weight, seed=seed, epoch=initial_epoch)
+                                class_weight=class_weight, seed=seed, epoch=initial_epoch, mix=mix,
+                                mix_alpha=mix_alpha)
     val_batches = FaceBatches(val.x, val.y, batch_size, crop=crop) if val is not None else None
     return model.fit(train_batches, validation_data=val_batches, epochs=epochs, callbacks=callbacks,
                      verbose=verbose, initial_epoch=initial_epoch, steps_per_epoch=train_batches.steps_per_epoch,

@@ -61,6 +61,58 @@ def test_erasing_fills_one_rectangle_in_about_half_the_faces():
     assert y.min() >= 0 and y.max() <= 255
 
 
+def _two_kinds_of_face(n=8, size=40):
+    """Faces that are all 10 (class 0) or all 200 (class 1), one-hot labels and per-face weights 1 or 3."""
+    cls = np.arange(n) % 2
+    x = np.where(cls[:, None, None, None] == 0, 10.0, 200.0) * np.ones((n, size, size, 1), np.float32)
+    return x, np.eye(2, dtype=np.float32)[cls], np.where(cls == 0, 1.0, 3.0).astype(np.float32)
+
+
+def test_mixup_blends_faces_labels_and_weights_with_one_share():
+    x, y, w = _two_kinds_of_face()
+    mx, my, mw = augment.mix_batch(x, y, "mixup", np.random.default_rng(0), weights=w)
+    np.testing.assert_allclose(my.sum(1), 1.0, rtol=1e-6)
+    # each face is flat: its pixel says how much class 1 went into it, and its label says the same share
+    share = (mx[:, 0, 0, 0] - 10.0) / 190.0
+    np.testing.assert_allclose(my[:, 1], share, atol=1e-5)
+    np.testing.assert_allclose(mw, 1.0 + 2.0 * share, atol=1e-5)
+    assert (mx.std(axis=(1, 2, 3)) < 1e-3).all() and not np.isin(my[:, 1], (0.0, 1.0)).all()
+    np.testing.assert_array_equal(x[:, 0, 0, 0], np.tile([10.0, 200.0], 4))  # the input is left alone
+
+
+def test_cutmix_pastes_one_box_and_the_label_share_is_its_area():
+    x, y, _ = _two_kinds_of_face(n=64)
+    mx, my, _ = augment.mix_batch(x, y, "cutmix", np.random.default_rng(1))
+    assert set(np.unique(mx)) <= {10.0, 200.0}  # pasted, not blended
+    boxes = mx != x
+    for face in range(64):
+        changed = boxes[face, ..., 0]
+        if changed.any():  # the one box, where the partner face differs
+            rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+            assert changed.sum() == (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    changed = boxes.any(axis=(1, 2, 3))  # faces whose partner is of the other kind (or none: the box is empty)
+    assert changed.any() and (~changed).any()
+    area = boxes[changed][0].sum() / 40 ** 2
+    assert all(b.sum() / 40 ** 2 == area for b in boxes[changed])  # one box for the whole batch
+    own = y.argmax(1)
+    np.testing.assert_allclose(my[changed, own[changed]], 1.0 - area, atol=1e-6)  # label share left = area left
+    np.testing.assert_allclose(my[~changed], y[~changed], atol=1e-6)  # a partner of the same kind leaves its label
+    np.testing.assert_allclose(my.sum(1), 1.0, rtol=1e-6)
+
+
+def test_mixing_is_drawn_from_its_generator_and_refuses_integer_labels():
+    x, y, _ = _two_kinds_of_face()
+    for kind in ("mixup", "cutmix"):
+        a = augment.mix_batch(x, y, kind, np.random.default_rng(5))
+        b = augment.mix_batch(x, y, kind, np.random.default_rng(5))
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="one-hot"):
+        augment.mix_batch(x, y.argmax(1), "mixup", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="choose one of"):
+        augment.mix_batch(x, y, "blend", np.random.default_rng(0))
+
+
 def test_random_gain_range_and_clip():
     layer = RandomGain(0.8, 1.2, seed=3)
     x = np.full((64, 4, 4, 1), 100.0, np.float32)

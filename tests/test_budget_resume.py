@@ -175,6 +175,25 @@ def test_face_batches_order_is_a_function_of_seed_and_epoch():
     np.testing.assert_array_equal(straight[2 * steps][0], resumed[0][0])
 
 
+def test_mixed_batches_are_a_function_of_seed_epoch_and_batch_and_evaluation_is_not_mixed():
+    x = np.arange(40 * 48 * 48, dtype=np.uint32).astype(np.uint8).reshape(40, 48, 48)
+    y = np.eye(7, dtype=np.float32)[np.arange(40) % 7]
+    for kind in ("mixup", "cutmix"):
+        straight = training.FaceBatches(x, y, 8, shuffle=True, crop=44, seed=3, mix=kind)
+        resumed = training.FaceBatches(x, y, 8, shuffle=True, crop=44, seed=3, epoch=2, mix=kind)
+        steps = straight.steps_per_epoch
+        for k in (0, steps - 1):  # the same faces, crops, partners and shares after a resume
+            np.testing.assert_array_equal(straight[2 * steps + k][0], resumed[k][0])
+            np.testing.assert_array_equal(straight[2 * steps + k][1], resumed[k][1])
+        labels = np.concatenate([straight[k][1] for k in range(steps)])
+        np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-6)
+        assert (labels.max(1) < 1.0).any()  # mixed, not one-hot
+        evaluated = training.FaceBatches(x, y, 8, crop=44, mix=kind)  # validation and test batches: never mixed
+        np.testing.assert_array_equal(evaluated[0][1], y[:8])
+    with pytest.raises(ValueError, match="one-hot"):
+        training.FaceBatches(x, np.arange(40) % 7, 8, shuffle=True, mix="mixup")
+
+
 RESUME_RUN = dict(model="small_cnn", source="sample", epochs=4, batch_size=35, learning_rate=3e-3,
                   lr_schedule="budget", augment="basic", seed=0, model_kwargs={"width": 4}, verbose=0,
                   precision="float32")

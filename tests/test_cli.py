@@ -110,6 +110,21 @@ def test_train_with_crop_and_ten_crop(tmp_path):
     assert cli.main(["evaluate", str(out / "model.keras"), "--ten-crop", "--json", str(out / "e.json")]) == 0
 
 
+def test_train_with_cutmix_records_it_and_mixing_refuses_a_teacher_in_one_line(tmp_path, capsys):
+    out = tmp_path / "mixed"
+    assert cli.main(["train", "--epochs", "1", "--width", "4", "--mix", "cutmix", "--mix-alpha", "0.5",
+                     "--out", str(out)]) == 0  # integer labels: made one-hot for the mixing
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["mix"] == "cutmix" and results["config"]["mix_alpha"] == 0.5
+    assert 0.0 <= results["test"]["accuracy"] <= 1.0 and results["epochs_run"] == 1
+    never = tmp_path / "never"
+    assert cli.main(["train", "--epochs", "1", "--mix", "mixup", "--teacher", str(tmp_path / "t.keras"),
+                     "--out", str(never)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--mix" in err[0] and "Fix:" in err[0]
+    assert not any(never.iterdir())  # the checked --out folder is made first, and nothing is written into it
+
+
 def test_train_step_uses_its_recipe(tmp_path):
     out = tmp_path / "s01"
     assert cli.main(["train", "--step", "01_baseline", "--data", "sample", "--epochs", "1", "--out", str(out)]) == 0
@@ -215,7 +230,7 @@ def test_full_runs_refuses_a_distilling_step_without_a_teacher(capsys):
                                          ("--input-size", "0"), ("--seed", "-1"), ("--budget", "soon"),
                                          ("--ema", "1"), ("--warmup", "1"), ("--label-smoothing", "-0.1"),
                                          ("--model-arg", "pool"), ("--time-limit", "0"),
-                                         ("--leave-out-fold", "2/2")])
+                                         ("--leave-out-fold", "2/2"), ("--mix-alpha", "0")])
 def test_train_refuses_bad_numbers_before_any_work(flag, value, tmp_path, capsys):
     out = tmp_path / "never"
     with pytest.raises(SystemExit) as stop:

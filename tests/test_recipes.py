@@ -43,7 +43,9 @@ def test_run_config_is_frozen_and_compares_by_value():
 def test_an_old_run_file_keeps_its_key():
     key = RunConfig(**OLD_RUN_ARGS).key()  # every old setting as it was; later settings at their defaults
     assert {k: key[k] for k in OLD_RUN_ARGS} == OLD_RUN_ARGS and RunConfig(**OLD_RUN_ARGS).same_key(OLD_RUN_ARGS)
-    assert set(key) - set(OLD_RUN_ARGS) == {"precompute_teachers", "teacher_tta", "leave_out_fold", "teacher_folds"}
+    assert set(key) - set(OLD_RUN_ARGS) == {"precompute_teachers", "teacher_tta", "leave_out_fold", "teacher_folds",
+                                            "mix", "mix_alpha"}
+    assert key["mix"] is None and key["mix_alpha"] == 1.0
     assert key["precompute_teachers"] is False and key["teacher_tta"] == "none"
     assert key["leave_out_fold"] is None and key["teacher_folds"] is False
     assert RunConfig(out_dir=Path("runs/x")).key()["out_dir"] == "runs/x"  # a Path and its string: one run
@@ -65,6 +67,16 @@ def test_record_is_the_results_config():
     assert not {"teachers", "distill_alpha", "distill_temperature", "cross_label_tests"} & set(rec)
     taught = RunConfig(teachers=[Path("t.keras")], distill_temperature=2.0).record()
     assert taught["teachers"] == ["t.keras"] and taught["distill_temperature"] == 2.0
+    assert not {"mix", "mix_alpha"} & set(rec)  # recorded only when mixing, as the results before it
+    mixed = RunConfig(mix="mixup", mix_alpha=0.2).record()
+    assert (mixed["mix"], mixed["mix_alpha"]) == ("mixup", 0.2)
+
+
+@pytest.mark.parametrize("settings, what", [({"mix": "blend"}, "choose one of"), ({"mix_alpha": 0.0}, "above 0"),
+                                            ({"mix": "cutmix", "teachers": ["t.keras"]}, "do not combine")])
+def test_mixing_settings_are_checked(settings, what):
+    with pytest.raises(ValueError, match=what):
+        RunConfig(**settings)
 
 
 def results_of(run: RunConfig, config: dict | None = None) -> dict:

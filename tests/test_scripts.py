@@ -309,6 +309,27 @@ def test_the_distill_sweep_changes_only_t_and_alpha_and_its_teacher_never_saw_th
     assert "waits for" in capsys.readouterr().out
 
 
+def test_the_mix_ablation_adds_mixup_or_cutmix_to_erasing_on_the_epyc(tmp_path, capsys, monkeypatch):
+    """Issue 18's mid-size gap: mixing faces on top of the erasing run, against that run on the same CPU (the
+    Xeon's erasing run in results/speedrun/amx/ablation_long is another CPU's 30 minutes: not its baseline)."""
+    from fer_keras import campaign
+
+    ab, plan, changes, base = _changes_against_the_first("mix", 30.0, tmp_path)
+    assert all(r.cpu == "avx512_bf16" and r.issue == 18 for r in plan) and plan[0].name == "long_erase"
+    assert base["augment"] == "basic+erase" and dict(base["model_arg"]) == {"width": 48} and base["budget"] == 30
+    assert base["val_fraction"] is None and base["mix"] is None  # chosen on the default validation slice
+    assert changes == {"long_erase_mixup": {"mix": "mixup"}, "long_erase_cutmix": {"mix": "cutmix"}}
+    assert campaign.ABLATIONS["mix"][3] != campaign.ABLATIONS["long_erase"][3]
+    monkeypatch.setattr(campaign.provenance, "cpu_class", lambda: "avx512_bf16")
+    assert ab.main(["--set", "mix", "--results", str(tmp_path), "--out", str(tmp_path / "runs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    commands = [line for line in out.splitlines() if line.startswith("python -m fer_keras train")]
+    assert len(commands) == 3 and "--mix mixup" in commands[1] and "--mix cutmix" in commands[2]
+    monkeypatch.setattr(campaign.provenance, "cpu_class", lambda: "amx")  # another CPU: the set waits
+    assert ab.main(["--set", "mix", "--results", str(tmp_path), "--only", "long_erase_mixup", "--dry-run"]) == 0
+    assert "waits for" in capsys.readouterr().out
+
+
 def test_ckplus_cv_script_refuses_a_bad_start_model_in_one_line(tmp_path, capsys):
     sys.path.insert(0, str(REPO / "scripts"))
     try:
