@@ -177,6 +177,9 @@ ACCURATE_FLAGS = ("--model-arg", "width=56") + CROP40_FLAGS + ERASE_FLAGS + ALL_
 # Mixup then erasing (faces are mixed in FaceBatches, erased inside the model) is MixCut's recipe (Yu et al. 2024,
 # arXiv 2405.10489: on FER+ 0.36 and 0.39 pt above mixup and CutMix alone and 0.59 above Cutout; lambda ~ Beta(1, 1)
 # there too). In the plan after the EPYC's students, and notebook 17's ablation set 'mix' (the same runs and files).
+# Rule, written before they train: a mixing variant goes on only if its validation accuracy beats long_erase's here;
+# the better one then trains as the width-56 two-hour candidate (ACCURATE_FLAGS with its --mix), under the same ship
+# rule as before (its int8 file, ten crops inside, must beat the shipped `accurate` on PublicTest).
 MIX_FOLDER = "speedrun/avx512_bf16/ablation_long"
 MIX_ABLATION: dict[str, tuple[str, ...]] = {
     "long_erase": LONG_ERASE_FLAGS,
