@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fer_keras import config, provenance, recipes
@@ -187,91 +187,6 @@ MIX_ABLATION: dict[str, tuple[str, ...]] = {
     "long_erase_cutmix": LONG_ERASE_FLAGS + ("--mix", "cutmix"),
 }
 
-# The paper models (notebooks 08-10), one hour each: the AMX series has one of its seven runs (lightResNetl), and
-# four sessions in a row drew the EPYC instead. So the same seven hours also form a series on that CPU, lightResNetl
-# included, and notebook 08 reports whichever series is complete first (an hour on one CPU is not an hour on another).
-PAPER_STEPS = ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18", "08_vgg19", "09_bilinear_gc",
-               "10_ca_resnet_ce", "10_ca_resnet_focal")
-LIGHTRESNET_LONG_MINUTES = 20 * 60  # issue 17's long lightResNetl run (the last entry of PLAN)
-LABELING_STEPS = tuple(recipes.LABEL_RUNS)  # notebook 14's four labelings
-
-# In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their
-# teachers are the 2-hour models), then issue 17: the S004 path at one equal budget each, the paper models at one
-# equal hour each, notebook 14's four labelings.
-# The paper models run as 'budget' runs: each paper's model, optimizer, weight decay, batch, augmentation, loss
-# and test-time crops, with its 100-300-epoch schedule squeezed into the hour (warm-up, decay to zero at the
-# deadline). Cut at an hour, the papers' own schedules would be scored mid-flight at their peak rate (S000
-# holds 0.01 for 80 epochs; the heaviest models get 1-4 epochs an hour here).
-PLAN: tuple[PlannedRun, ...] = tuple(
-    [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, cpu="float32") for s in (0, 1)]
-    # the 2-hour models are issue 18's teachers and its mid-size ('accurate') candidates: int8 recorded too
-    + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
-                  keep_model=True, int8=True, cpu="float32") for s in (0, 1)]
-    # The same targets on the Intel Xeon with AVX-512, BF16 and AMX, where the recipe trains about 4-5x
-    # faster than on the AVX2-only machines above (results/train_throughput_amx.json): its own series.
-    + [PlannedRun(f"speedrun/amx/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, keep_model=True,
-                  cpu="amx") for s in (0, 1)]
-    # the 6-minute ablation's validation winner on top (random 40x40 crops, ten-crop test), chosen before its test
-    + [PlannedRun(f"speedrun/amx/budget15_crop40_seed{s}", "17_speed", 15, "budget", s, CROP40_FLAGS, issue=16,
-                  keep_model=True, cpu="amx") for s in (0, 1)]
-    + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_seed{s}", "17_speed", 60, "budget", s, LONG_AMX_FLAGS,
-                  issue=16, keep_model=True, int8=True, cpu="amx") for s in (0, 1)]
-    # seeds 2 and 3: the second pair, after the erase ablation kept erasing alone (none of dropout, strong, wd0.2
-    # on top of it beat it on the validation slice), so the 2-hour ensemble's number rests on two pairs
-    + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_erase_all_seed{s}", "17_speed", 60, "budget", s,
-                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, cpu="amx") for s in (0, 1, 2, 3)]
-    # The 2-hour recipe (two hour-long runs, ensembled) on the CPU issue 16 names (AMD EPYC, AVX512-BF16, no AMX),
-    # which trains the speed recipe faster than the AMX Xeon (about 1.24x the epochs in the hour): its own series,
-    # the same flags and seeds.
-    + [PlannedRun(f"speedrun/avx512_bf16/budget60_w48_crop40_erase_all_seed{s}", "17_speed", 60, "budget", s,
-                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, cpu="avx512_bf16") for s in (0, 1, 2, 3)]
-    # and its 15-minute target there: the Xeon's 15-minute winner (random 40x40 crops, ten-crop test), two seeds
-    + [PlannedRun(f"speedrun/avx512_bf16/budget15_crop40_seed{s}", "17_speed", 15, "budget", s, CROP40_FLAGS,
-                  issue=16, keep_model=True, cpu="avx512_bf16") for s in (0, 1)]
-    + [PlannedRun(f"distill/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18, int8=True,
-                  keep_model=True, cpu="float32") for name, teachers in DISTILL_PLAN.items()]
-    + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_FINAL_FLAGS + ("--leave-out-fold", f"{i}/{OOF_FOLDS}"),
-                  issue=18, keep_model=True, cpu="amx") for i, name in enumerate(OOF_TEACHERS)]
-    + [PlannedRun(f"distill/amx/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18,
-                  int8=True, keep_model=True, cpu="amx") for name, teachers in DISTILL_PLAN_AMX.items()]
-    + [PlannedRun("speedrun/avx512_bf16/budget120_w56_crop40_erase_all_seed0", "17_speed", 120, "budget", 0,
-                  ACCURATE_FLAGS, issue=18, keep_model=True, int8=True, cpu="avx512_bf16")]
-    + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_ERASE_FLAGS + ("--leave-out-fold", f"{i}/{OOF_FOLDS}"),
-                  issue=18, keep_model=True, cpu="avx512_bf16")
-       for i, name in enumerate(OOF_VAL_TEACHERS)]
-    + [PlannedRun(f"distill/avx512_bf16/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + extra, issue=18,
-                  int8=True, keep_model=True, cpu="avx512_bf16") for name, extra in DISTILL_PLAN_EPYC.items()]
-    + [PlannedRun(f"{MIX_FOLDER}/{name}", "17_speed", 30, "budget", 0, flags, issue=18, cpu="avx512_bf16")
-       for name, flags in MIX_ABLATION.items()]
-    + _s004(20)
-    + _s004(20, S004_CPU_WIDTH)
-    # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,
-    # results/dead_units_s004_w16.json): the same step at a lower peak rate tests that diagnosis.
-    + [PlannedRun(f"campaign/s004_w{S004_CPU_WIDTH}/02_residual_lr3e-4", "02_residual", 20, "budget",
-                  flags=("--lr", "3e-4", "--model-arg", f"width={S004_CPU_WIDTH}"), cpu="float32")]
-    # The paper models' equal hour (notebook 08's compute question) began on the AMX Xeon (lightResNetl), so the
-    # rest wait for one: an hour on another CPU is another amount of compute. The EPYC's series is the same seven
-    # hours there (PAPER_STEPS).
-    + [PlannedRun(f"campaign/{s}", s, 60, "budget", int8=True, cpu="amx") for s in PAPER_STEPS]
-    + [PlannedRun(f"campaign/avx512_bf16/{s}", s, 60, "budget", int8=True, cpu="avx512_bf16") for s in PAPER_STEPS]
-    # Notebook 14's four labelings at one budget: the long run's final flags (width 48, random 40x40 crops, erasing,
-    # all of Training), 30 minutes each on the bf16 CPU, as notebook 16's out-of-fold teachers.
-    + [PlannedRun(f"campaign/amx/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True, cpu="amx")
-       for s in LABELING_STEPS]
-    # The Xeon trained two of the four and has not been lent since, so the four also form a series on the EPYC
-    # (as the paper models' hours): notebook 14 reads each comparison within one series.
-    + [PlannedRun(f"campaign/avx512_bf16/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True,
-                  cpu="avx512_bf16") for s in LABELING_STEPS]
-    # Issue 17's long run, last: lightResNetl toward >= 71 % PublicTest (the thesis: 73.45 % on PrivateTest after 200
-    # epochs). Its hour on the EPYC (campaign/avx512_bf16/08_lightresnet_l) trained full epochs of 449-505 s, so
-    # LIGHTRESNET_LONG_MINUTES buy about 150 epochs, S000's schedule squeezed into them as in the hour. At about 170
-    # minutes a session that is some seven sessions, each cut at its end and resumed from its state (weights and
-    # momentum, under COMMIT_LIMIT_MB).
-    + [PlannedRun("campaign/avx512_bf16/08_lightresnet_l_long", "08_lightresnet_l", LIGHTRESNET_LONG_MINUTES,
-                  "budget", int8=True, cpu="avx512_bf16")]
-)
-
-
 # Notebook 17's ablation: the speed recipe with one change per run (variant -> train flags), all at one budget
 # and seed. "baseline" is the recipe itself.
 ABLATION: dict[str, tuple[str, ...]] = {
@@ -339,6 +254,91 @@ def ablation_plan(minutes: float, seed: int = 0, variants=None, which: str = "re
     table, cpu = ABLATIONS[which][:2]
     return tuple(PlannedRun(v, "17_speed", minutes, "budget", seed, table[v], issue=ABLATION_ISSUE.get(which, 16),
                             cpu=cpu) for v in (variants or table))
+
+
+# The paper models (notebooks 08-10), one hour each: the AMX series has one of its seven runs (lightResNetl), and
+# four sessions in a row drew the EPYC instead. So the same seven hours also form a series on that CPU, lightResNetl
+# included, and notebook 08 reports whichever series is complete first (an hour on one CPU is not an hour on another).
+PAPER_STEPS = ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18", "08_vgg19", "09_bilinear_gc",
+               "10_ca_resnet_ce", "10_ca_resnet_focal")
+LIGHTRESNET_LONG_MINUTES = 20 * 60  # issue 17's long lightResNetl run (the last entry of PLAN)
+LABELING_STEPS = tuple(recipes.LABEL_RUNS)  # notebook 14's four labelings
+
+# In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their
+# teachers are the 2-hour models), then issue 17: the S004 path at one equal budget each, the paper models at one
+# equal hour each, notebook 14's four labelings.
+# The paper models run as 'budget' runs: each paper's model, optimizer, weight decay, batch, augmentation, loss
+# and test-time crops, with its 100-300-epoch schedule squeezed into the hour (warm-up, decay to zero at the
+# deadline). Cut at an hour, the papers' own schedules would be scored mid-flight at their peak rate (S000
+# holds 0.01 for 80 epochs; the heaviest models get 1-4 epochs an hour here).
+PLAN: tuple[PlannedRun, ...] = tuple(
+    [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, cpu="float32") for s in (0, 1)]
+    # the 2-hour models are issue 18's teachers and its mid-size ('accurate') candidates: int8 recorded too
+    + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
+                  keep_model=True, int8=True, cpu="float32") for s in (0, 1)]
+    # The same targets on the Intel Xeon with AVX-512, BF16 and AMX, where the recipe trains about 4-5x
+    # faster than on the AVX2-only machines above (results/train_throughput_amx.json): its own series.
+    + [PlannedRun(f"speedrun/amx/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, keep_model=True,
+                  cpu="amx") for s in (0, 1)]
+    # the 6-minute ablation's validation winner on top (random 40x40 crops, ten-crop test), chosen before its test
+    + [PlannedRun(f"speedrun/amx/budget15_crop40_seed{s}", "17_speed", 15, "budget", s, CROP40_FLAGS, issue=16,
+                  keep_model=True, cpu="amx") for s in (0, 1)]
+    + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_seed{s}", "17_speed", 60, "budget", s, LONG_AMX_FLAGS,
+                  issue=16, keep_model=True, int8=True, cpu="amx") for s in (0, 1)]
+    # seeds 2 and 3: the second pair, after the erase ablation kept erasing alone (none of dropout, strong, wd0.2
+    # on top of it beat it on the validation slice), so the 2-hour ensemble's number rests on two pairs
+    + [PlannedRun(f"speedrun/amx/budget60_w48_crop40_erase_all_seed{s}", "17_speed", 60, "budget", s,
+                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, cpu="amx") for s in (0, 1, 2, 3)]
+    # The 2-hour recipe (two hour-long runs, ensembled) on the CPU issue 16 names (AMD EPYC, AVX512-BF16, no AMX),
+    # which trains the speed recipe faster than the AMX Xeon (about 1.24x the epochs in the hour): its own series,
+    # the same flags and seeds.
+    + [PlannedRun(f"speedrun/avx512_bf16/budget60_w48_crop40_erase_all_seed{s}", "17_speed", 60, "budget", s,
+                  LONG_FINAL_FLAGS, issue=16, keep_model=True, int8=True, cpu="avx512_bf16") for s in (0, 1, 2, 3)]
+    # and its 15-minute target there: the Xeon's 15-minute winner (random 40x40 crops, ten-crop test), two seeds
+    + [PlannedRun(f"speedrun/avx512_bf16/budget15_crop40_seed{s}", "17_speed", 15, "budget", s, CROP40_FLAGS,
+                  issue=16, keep_model=True, cpu="avx512_bf16") for s in (0, 1)]
+    + [PlannedRun(f"distill/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18, int8=True,
+                  keep_model=True, cpu="float32") for name, teachers in DISTILL_PLAN.items()]
+    + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_FINAL_FLAGS + ("--leave-out-fold", f"{i}/{OOF_FOLDS}"),
+                  issue=18, keep_model=True, cpu="amx") for i, name in enumerate(OOF_TEACHERS)]
+    + [PlannedRun(f"distill/amx/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + teachers, issue=18,
+                  int8=True, keep_model=True, cpu="amx") for name, teachers in DISTILL_PLAN_AMX.items()]
+    + [PlannedRun("speedrun/avx512_bf16/budget120_w56_crop40_erase_all_seed0", "17_speed", 120, "budget", 0,
+                  ACCURATE_FLAGS, issue=18, keep_model=True, int8=True, cpu="avx512_bf16")]
+    + [PlannedRun(name, "17_speed", 30, "budget", 0, LONG_ERASE_FLAGS + ("--leave-out-fold", f"{i}/{OOF_FOLDS}"),
+                  issue=18, keep_model=True, cpu="avx512_bf16")
+       for i, name in enumerate(OOF_VAL_TEACHERS)]
+    + [PlannedRun(f"distill/avx512_bf16/{name}", "17_speed", 60, "budget", flags=STUDENT_FLAGS + extra, issue=18,
+                  int8=True, keep_model=True, cpu="avx512_bf16") for name, extra in DISTILL_PLAN_EPYC.items()]
+    # issue 18's mix ablation, the ablation set's runs named under its folder: one results file for both commands
+    + [replace(run, name=f"{MIX_FOLDER}/{run.name}") for run in ablation_plan(30, which="mix")]
+    + _s004(20)
+    + _s004(20, S004_CPU_WIDTH)
+    # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,
+    # results/dead_units_s004_w16.json): the same step at a lower peak rate tests that diagnosis.
+    + [PlannedRun(f"campaign/s004_w{S004_CPU_WIDTH}/02_residual_lr3e-4", "02_residual", 20, "budget",
+                  flags=("--lr", "3e-4", "--model-arg", f"width={S004_CPU_WIDTH}"), cpu="float32")]
+    # The paper models' equal hour (notebook 08's compute question) began on the AMX Xeon (lightResNetl), so the
+    # rest wait for one: an hour on another CPU is another amount of compute. The EPYC's series is the same seven
+    # hours there (PAPER_STEPS).
+    + [PlannedRun(f"campaign/{s}", s, 60, "budget", int8=True, cpu="amx") for s in PAPER_STEPS]
+    + [PlannedRun(f"campaign/avx512_bf16/{s}", s, 60, "budget", int8=True, cpu="avx512_bf16") for s in PAPER_STEPS]
+    # Notebook 14's four labelings at one budget: the long run's final flags (width 48, random 40x40 crops, erasing,
+    # all of Training), 30 minutes each on the bf16 CPU, as notebook 16's out-of-fold teachers.
+    + [PlannedRun(f"campaign/amx/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True, cpu="amx")
+       for s in LABELING_STEPS]
+    # The Xeon trained two of the four and has not been lent since, so the four also form a series on the EPYC
+    # (as the paper models' hours): notebook 14 reads each comparison within one series.
+    + [PlannedRun(f"campaign/avx512_bf16/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True,
+                  cpu="avx512_bf16") for s in LABELING_STEPS]
+    # Issue 17's long run, last: lightResNetl toward >= 71 % PublicTest (the thesis: 73.45 % on PrivateTest after 200
+    # epochs). Its hour on the EPYC (campaign/avx512_bf16/08_lightresnet_l) trained full epochs of 449-505 s, so
+    # LIGHTRESNET_LONG_MINUTES buy about 150 epochs, S000's schedule squeezed into them as in the hour. At about 170
+    # minutes a session that is some seven sessions, each cut at its end and resumed from its state (weights and
+    # momentum, under COMMIT_LIMIT_MB).
+    + [PlannedRun("campaign/avx512_bf16/08_lightresnet_l_long", "08_lightresnet_l", LIGHTRESNET_LONG_MINUTES,
+                  "budget", int8=True, cpu="avx512_bf16")]
+)
 
 
 def load_state(run: PlannedRun, results_dir, runs_dir="runs") -> tuple[Path | None, dict]:
