@@ -155,7 +155,8 @@ DISTILL_PLAN_EPYC = {"speed_w18_crop40_erase_alone": DISTILL_PLAN_AMX["speed_w18
 # student's slice (stratified 10 %, seed 0): the long run's recipe with erasing, 30 minutes each. Then the shipped
 # tiny's recipe distils from their out-of-fold soft labels: each face's label comes from its whole face, for all its
 # random crops. Paired with speed_w18_crop40_erase_alone (same seed, hour and slice). Ship rule, written before it
-# trains (notebook 16's): it replaces `tiny` if its validation accuracy beats that student's.
+# trains (notebook 16's): it replaces `tiny` if its validation accuracy beats that student's. Measured (twenty-second
+# session): 62.3 % against 64.6 %, so `tiny` stays (PublicTest agrees: 63.3 % against 65.9 % with ten crops).
 OOF_VAL_TEACHERS = [f"distill/avx512_bf16/oof_val_teacher{i}of{OOF_FOLDS}" for i in range(OOF_FOLDS)]
 DISTILL_PLAN_EPYC["speed_w18_crop40_erase_from_oof_val"] = DISTILL_PLAN_EPYC["speed_w18_crop40_erase_alone"] + (
     tuple(arg for name in OOF_VAL_TEACHERS for arg in ("--teacher", f"results/{name}.keras"))
@@ -179,13 +180,30 @@ ACCURATE_FLAGS = ("--model-arg", "width=56") + CROP40_FLAGS + ERASE_FLAGS + ALL_
 # there too). In the plan after the EPYC's students, and notebook 17's ablation set 'mix' (the same runs and files).
 # Rule, written before they train: a mixing variant goes on only if its validation accuracy beats long_erase's here;
 # the better one then trains as the width-56 two-hour candidate (ACCURATE_FLAGS with its --mix), under the same ship
-# rule as before (its int8 file, ten crops inside, must beat the shipped `accurate` on PublicTest).
+# rule as before (its int8 file, ten crops inside, must beat the shipped `accurate` on PublicTest). Measured so far
+# (twenty-second session): long_erase 66.9 %, long_erase_mixup 66.3 % on the validation slice, so mixup does not go
+# on; CutMix waits for its run.
 MIX_FOLDER = "speedrun/avx512_bf16/ablation_long"
 MIX_ABLATION: dict[str, tuple[str, ...]] = {
     "long_erase": LONG_ERASE_FLAGS,
     "long_erase_mixup": LONG_ERASE_FLAGS + ("--mix", "mixup"),
     "long_erase_cutmix": LONG_ERASE_FLAGS + ("--mix", "cutmix"),
 }
+
+# Issue 18's tiny gap, a fifth distillation: function matching (Beyer et al. 2022, "Knowledge distillation: a good
+# teacher is patient and consistent"): no ground-truth labels (alpha 0); teacher and student see the same view, a
+# live teacher on the student's own random 40x40 crop, mixed by mixup, so the teacher labels mixed faces it never
+# trained on; T = 1. The same view means no augmentation inside the student (--augment none): its flips, rotations
+# and erasing would give it a view the teacher does not see. So this is the paper's recipe against the shipped
+# tiny's (speed_w18_crop40_erase_alone: same width, crops, seed, slice and hour), not one change. Its teacher is the
+# erasing run's recipe for an hour here with the validation slice held out (recorded in its file: val_held_out), so
+# the student's slice stays clean. The paper's patience (thousands of epochs) is not affordable: an hour, as alone.
+# A live teacher costs a forward pass per step, so the hour trains fewer epochs than alone: equal wall clock, the
+# kit's measure. Ship rule, written before it trains (notebook 16's): it replaces `tiny` if its validation accuracy
+# beats that student's (64.6 %) and its record says teachers_held_out_val: true.
+FM_TEACHER = "distill/avx512_bf16/val_teacher_w48"
+FM_FLAGS = CROP40_FLAGS + ("--augment", "none", "--teacher", f"results/{FM_TEACHER}.keras", "--mix", "mixup",
+                          "--alpha", "0", "--temperature", "1")
 
 # Notebook 17's ablation: the speed recipe with one change per run (variant -> train flags), all at one budget
 # and seed. "baseline" is the recipe itself.
@@ -312,6 +330,12 @@ PLAN: tuple[PlannedRun, ...] = tuple(
                   int8=True, keep_model=True, cpu="avx512_bf16") for name, extra in DISTILL_PLAN_EPYC.items()]
     # issue 18's mix ablation, the ablation set's runs named under its folder: one results file for both commands
     + [replace(run, name=f"{MIX_FOLDER}/{run.name}") for run in ablation_plan(30, which="mix")]
+    # issue 18's fifth distillation: function matching from a teacher that held out the student's slice
+    + [PlannedRun(FM_TEACHER, "17_speed", 60, "budget", 0, LONG_ERASE_FLAGS, issue=18, keep_model=True,
+                  cpu="avx512_bf16"),
+       PlannedRun("distill/avx512_bf16/speed_w18_crop40_fm", "17_speed", 60, "budget",
+                  flags=STUDENT_FLAGS + FM_FLAGS, issue=18,
+                  int8=True, keep_model=True, cpu="avx512_bf16")]
     + _s004(20)
     + _s004(20, S004_CPU_WIDTH)
     # The width-16 residual step's dense head died at the 1e-3 peak (all 256 fc1 units; notebook 02,

@@ -118,8 +118,8 @@ OUTPUTS = {"train": (("out", "folder"), ("results_json", "file")),
 
 def check_output(path, flag: str, kind: str, create: bool = True) -> Path:
     """An output path, checked before the work: a 'file' must not be an existing folder, a 'folder' not an
-    existing file ('file or folder': either); missing parent folders are created; a parent that is a file, or
-    a folder that cannot be written, is refused with one line naming the flag."""
+    existing file ('file or folder': either); missing parent folders are created (unless not `create`); a parent
+    that is a file, or a folder that cannot be written, is refused with one line naming the flag."""
     path = Path(path).expanduser()
     if kind == "file" and path.is_dir():
         raise ValueError(f"{flag} {path}: is a folder; give a file name (e.g. {path / 'out'}{_suffix(flag)}).")
@@ -131,6 +131,9 @@ def check_output(path, flag: str, kind: str, create: bool = True) -> Path:
     if blocker is not None:
         raise ValueError(f"{flag} {path}: {blocker} is a file, so no folder can be made there. Fix: choose "
                          "another path.")
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {existing} is not writable. Fix: choose a writable path.")
     if not create:
         return path
     try:
@@ -147,11 +150,16 @@ def _suffix(flag: str) -> str:
     return {"--csv": ".csv", "--out": ".tflite"}.get(flag, ".json")
 
 
+# commands that make their own output folders after checking their settings, so a refused setting leaves none
+MAKES_ITS_OWN_FOLDERS = {"train"}
+
+
 def check_outputs(args) -> None:
-    """Every output path of the command (OUTPUTS), before any work: all checked, then their folders made."""
+    """Every output path of the command (OUTPUTS), before any work: all checked, then their folders made
+    (except for MAKES_ITS_OWN_FOLDERS, which make them once their settings are checked)."""
     outputs = [(getattr(args, dest, None), "--" + dest.replace("_", "-"), kind)
                for dest, kind in OUTPUTS.get(args.command, ())]
-    for create in (False, True):
+    for create in (False,) if args.command in MAKES_ITS_OWN_FOLDERS else (False, True):
         for value, flag, kind in outputs:
             if value:
                 check_output(value, flag, kind, create)

@@ -50,6 +50,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
     train_all, test = splits["Training"], splits[run.test_split]
     label_set = run.label_mode.partition(":")[0]
     class_names = config.LABEL_SETS[label_set]
+    soft_labels = train_all.y.ndim == 2  # the label mode's own soft labels (FER+ probabilities)
     if (run.label_smoothing or run.mix) and train_all.y.ndim == 1:  # smoothing and mixing need one-hot targets
         train_all = train_all._replace(y=np.eye(len(class_names), dtype=np.float32)[train_all.y])
     fold_record, folds, teachers_held_out_val = None, None, None  # out-of-fold distillation
@@ -64,7 +65,11 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
             if run.val_fraction:
                 fold_record["val_held_out"] = {"fraction": run.val_fraction, "seed": run.seed}
         else:  # a student: each teacher must have left out its fold of these faces (checked before any work)
-            teachers_held_out_val = check_fold_teachers(run.teachers, fold_record, run.val_fraction, run.seed)
+            check_fold_teachers(run.teachers, fold_record)
+    val_record = {"fraction": run.val_fraction, "seed": run.seed, "label_mode": run.label_mode,
+                  "of_faces": len(train_all.y)} if run.val_fraction else None  # the slice, as a teacher's file says it
+    if run.teachers and val_record:
+        teachers_held_out_val = teachers_held_out(run.teachers, val_record)
     if run.val_fraction:  # from all of Training, so that a fold teacher holds out the same slice as its student
         tr, va = data.holdout_split(train_all.y, run.val_fraction, run.seed)
         tr = tr[keep[tr]]
@@ -106,7 +111,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
             raise ValueError(f"lr_schedule {run.lr_schedule!r}: choose None, 'cosine', 's000_step' or 'budget'")
         fit_model, teacher_seconds, label_accuracy = net, None, None
         if run.teachers:
-            if soft and not run.label_smoothing:
+            if soft_labels and not run.label_smoothing:
                 raise ValueError("distillation here takes integer labels; use a ':majority' label mode")
             # Precomputed, a face's soft label is the teachers' on the whole face, for every random crop of it (as
             # its hard label is); live, the teachers see the student's own crops.
@@ -169,6 +174,7 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
         twin.set_weights(net.get_weights())
         net = twin
     meta = modelfile.make_metadata(net, label_set, model=run.model, augment=run.augment,
+                                   **({"val_held_out": val_record} if val_record else {}),
                                    **({"out_of_fold": fold_record} if run.leave_out_fold is not None else {}))
     modelfile.save_model(net, out / "model.keras", meta)
 
@@ -280,22 +286,30 @@ def resume_run(path, time_limit_minutes=None, verbose=None, command=None, starte
                               command=command, started=started, devices=devices, resume=True, state_dir=state_dir)
 
 
-def check_fold_teachers(paths, folds: dict, val_fraction: float = 0.0, seed: int = 0) -> bool | None:
+def check_fold_teachers(paths, folds: dict) -> None:
     """Out-of-fold distillation's teachers, in fold order: teacher i must have left out fold i of the same k folds
-    of the same faces (its model file's out_of_fold record: k, seed, label mode, number of faces). Else one line.
-    Returns whether every teacher also held out the student's validation slice (`val_fraction` of Training, `seed`),
-    so that its validation score is clean; None for a student without one."""
-    held_out = []
+    of the same faces (its model file's out_of_fold record: k, seed, label mode, number of faces). Else one line."""
     for i, path in enumerate(paths):
         record = dict(modelfile.read_metadata(path).get("out_of_fold") or {})
-        held_out.append(record.pop("val_held_out", None) == {"fraction": val_fraction, "seed": seed})
+        record.pop("val_held_out", None)
         want = folds | {"left_out": i}
         if record != want:
             raise ValueError(f"--teacher-folds: teacher {i + 1}, {path}, must have left out fold {i}/{folds['k']} of "
                              f"these {folds['of_faces']} {folds['label_mode']} Training faces; its file says "
                              f"{record or 'it left no fold out'}. Fix: train it with --leave-out-fold "
                              f"{i}/{folds['k']} (same --labels) and give the teachers in fold order.")
-    return all(held_out) if val_fraction else None
+
+
+def teachers_held_out(paths, val: dict) -> bool:
+    """Whether every teacher's file says it held out the student's validation slice `val` (fraction and seed of
+    the same Training faces: label mode, number of faces), so that the student's validation score is clean. A
+    run with a validation slice records it (val_held_out); an out-of-fold teacher inside its fold record."""
+    def held(meta: dict) -> bool:
+        fold = meta.get("out_of_fold") or {}
+        return meta.get("val_held_out") == val or (
+            fold.get("val_held_out") == {"fraction": val["fraction"], "seed": val["seed"]}
+            and (fold.get("label_mode"), fold.get("of_faces")) == (val["label_mode"], val["of_faces"]))
+    return all(held(modelfile.read_metadata(p)) for p in paths)
 
 
 def _teacher(path, size: int, tta: str = "none") -> keras.Model:

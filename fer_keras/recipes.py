@@ -41,7 +41,8 @@ class RunConfig:
     cross_label_tests: label sets (e.g. ('ferplus8', 'fer2013')) to score the model on as well, on the same
     test split, classes matched by name (evaluation.cross_label_metrics): results['test_on'][label_set].
     mix: 'mixup' or 'cutmix' mixes every training batch with itself (augment.mix_batch, lambda ~ Beta(mix_alpha,
-    mix_alpha)); integer labels become one-hot rows for it; refused with distillation.
+    mix_alpha)); integer labels become one-hot rows for it. With live teachers the teachers label each mixed batch
+    as the student sees it (Beyer et al. 2022's function matching); refused with precomputed teacher logits.
     """
 
     model: str = "small_cnn"
@@ -89,9 +90,10 @@ class RunConfig:
     def __post_init__(self):
         if self.mix is not None and self.mix not in config.MIX_CHOICES:
             raise ValueError(f"mix {self.mix!r}: choose one of {config.MIX_CHOICES}")
-        if self.mix and self.teachers:
-            raise ValueError("mixing faces (--mix) and distillation (--teacher) do not combine here: the soft labels "
-                             "belong to unmixed faces. Fix: drop one of them.")
+        if self.mix and self.precompute_teachers:
+            raise ValueError("mixing faces (--mix) and precomputed teacher logits (--precompute-teachers) do not "
+                             "combine: those soft labels belong to unmixed faces. Fix: drop --precompute-teachers "
+                             "(the teachers then label each mixed batch as the student sees it), or drop --mix.")
         if not self.mix_alpha > 0:
             raise ValueError(f"mix_alpha {self.mix_alpha!r}: give a number above 0 (Beta(alpha, alpha))")
         if self.precompute_teachers and self.class_weights:

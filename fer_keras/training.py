@@ -163,15 +163,18 @@ class S000StepDecay:
 def distillation_loss(y_true, student_logits, teacher_logits, alpha: float = 0.1, temperature: float = 4.0,
                       label_smoothing: float = 0.0):
     """Hinton et al. (2015): alpha * CE(y, student) + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T)),
-    per sample (N,). y_true: int labels (N,); label_smoothing smooths them in the hard term (as the recipe's
-    cross-entropy does). T^2 keeps the soft term's gradients on the hard term's scale.
+    per sample (N,). y_true: int labels (N,), or target rows (N, C) (one-hot, or mixed by --mix);
+    label_smoothing smooths them in the hard term (as the recipe's cross-entropy does). T^2 keeps the soft term's
+    gradients on the hard term's scale.
     Computed in float32: under mixed_bfloat16 a student's or a live teacher's logits may come as bfloat16, and
     precomputed teacher logits as float32."""
     ops = keras.ops
     student_logits, teacher_logits = ops.cast(student_logits, "float32"), ops.cast(teacher_logits, "float32")
-    if label_smoothing:
-        onehot = ops.one_hot(ops.cast(y_true, "int32"), ops.shape(student_logits)[-1])
-        hard = keras.losses.categorical_crossentropy(onehot, student_logits, from_logits=True,
+    y_true = ops.convert_to_tensor(y_true)
+    if label_smoothing or len(y_true.shape) == 2:
+        rows = ops.cast(y_true, "float32") if len(y_true.shape) == 2 else \
+            ops.one_hot(ops.cast(y_true, "int32"), ops.shape(student_logits)[-1])
+        hard = keras.losses.categorical_crossentropy(rows, student_logits, from_logits=True,
                                                      label_smoothing=label_smoothing)
     else:
         hard = keras.losses.sparse_categorical_crossentropy(y_true, student_logits, from_logits=True)
@@ -212,9 +215,10 @@ class Distiller(keras.Model):
     teachers None: the teachers' logits were computed once (teacher_logits) and come packed in y, as
     pack_targets(labels, logits) makes them, so no teacher runs during training.
 
-    Labels: y may be integer labels, or one-hot rows (what a label-smoothing recipe feeds); either way the loss and
-    the metrics see integer labels, so compile it with a sparse accuracy (compile_model's default), and give
-    `label_smoothing` here: it smooths the hard-label term."""
+    Labels: y may be integer labels, or one-hot rows (what a label-smoothing recipe feeds), or rows mixed by --mix
+    (live teachers then label the mixed faces: Beyer et al. 2022's function matching); the hard-label term takes
+    them as given, the metrics their top class, so compile it with a sparse accuracy (compile_model's default), and
+    give `label_smoothing` here: it smooths the hard-label term."""
 
     def __init__(self, student, teachers=None, alpha: float = 0.1, temperature: float = 4.0,
                  label_smoothing: float = 0.0, **kwargs):
@@ -246,7 +250,8 @@ class Distiller(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         y = keras.ops.convert_to_tensor(y)  # fit passes a tensor, a direct call maybe an array (torch refuses one)
         logits = self.teacher_logits(x) if self.teachers else y[:, 1:]  # pack_targets' layout: logits after the label
-        per_sample = distillation_loss(self._labels(y), y_pred, keras.ops.stop_gradient(logits), self.alpha,
+        targets = y if self.teachers else self._labels(y)  # live: integer labels or (maybe mixed) rows, as given
+        per_sample = distillation_loss(targets, y_pred, keras.ops.stop_gradient(logits), self.alpha,
                                        self.temperature, self.label_smoothing)
         if sample_weight is not None:
             per_sample = per_sample * sample_weight

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -110,7 +111,7 @@ def test_train_with_crop_and_ten_crop(tmp_path):
     assert cli.main(["evaluate", str(out / "model.keras"), "--ten-crop", "--json", str(out / "e.json")]) == 0
 
 
-def test_train_with_cutmix_records_it_and_mixing_refuses_a_teacher_in_one_line(tmp_path, capsys):
+def test_train_with_cutmix_records_it_and_mixing_refuses_precomputed_teachers_in_one_line(tmp_path, capsys):
     out = tmp_path / "mixed"
     assert cli.main(["train", "--epochs", "1", "--width", "4", "--mix", "cutmix", "--mix-alpha", "0.5",
                      "--out", str(out)]) == 0  # integer labels: made one-hot for the mixing
@@ -119,10 +120,10 @@ def test_train_with_cutmix_records_it_and_mixing_refuses_a_teacher_in_one_line(t
     assert 0.0 <= results["test"]["accuracy"] <= 1.0 and results["epochs_run"] == 1
     never = tmp_path / "never"
     assert cli.main(["train", "--epochs", "1", "--mix", "mixup", "--teacher", str(tmp_path / "t.keras"),
-                     "--out", str(never)]) == 2
+                     "--precompute-teachers", "--out", str(never)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--mix" in err[0] and "Fix:" in err[0]
-    assert not any(never.iterdir())  # the checked --out folder is made first, and nothing is written into it
+    assert len(err) == 1 and "--mix" in err[0] and "--precompute-teachers" in err[0] and "Fix:" in err[0]
+    assert not never.exists()  # refused before the --out folder is made
 
 
 def test_train_step_uses_its_recipe(tmp_path):
@@ -264,6 +265,14 @@ def test_output_paths_are_checked_before_any_work(argv, what, tmp_path, capsys):
     assert cli.main(argv) == 2  # before the model, the data or the images are even looked at
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --") and what in err[0]
+
+
+def test_an_output_under_a_folder_that_cannot_be_written_is_refused_before_any_folder_is_made(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path) != tmp_path)  # root may write anywhere
+    for create in (False, True):
+        with pytest.raises(ValueError, match=f"--out .*: the folder {tmp_path} is not writable. Fix:"):
+            cli.check_output(tmp_path / "new" / "run", "--out", "folder", create)
+    assert not (tmp_path / "new").exists()
 
 
 def test_missing_output_folders_are_created_and_ports_and_calibration_are_checked(tmp_path, capsys):

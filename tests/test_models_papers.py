@@ -197,6 +197,48 @@ def test_distillation_loss_equals_the_formula():
     np.testing.assert_allclose(got, alpha * smoothed + (1 - alpha) * temp ** 2 * soft, rtol=1e-5)
 
 
+def test_distillation_loss_takes_target_rows_one_hot_or_mixed():
+    rng = np.random.default_rng(1)
+    s, t = rng.normal(size=(4, 7)).astype("float32"), rng.normal(size=(4, 7)).astype("float32")
+    a, b, lam = np.array([0, 3, 6, 2]), np.array([1, 3, 4, 5]), 0.3
+    loss = lambda y, **kw: keras.ops.convert_to_numpy(training.distillation_loss(y, s, t, 0.4, 2.0, **kw))
+    eye = np.eye(7, dtype="float32")
+    np.testing.assert_allclose(loss(eye[a]), loss(a), rtol=1e-5)  # one-hot rows: the integer labels' loss
+    np.testing.assert_allclose(loss(eye[a], label_smoothing=0.1), loss(a, label_smoothing=0.1), rtol=1e-5)
+    # mixed rows (mixup's lambda * e_a + (1 - lambda) * e_b): the hard term is lambda * CE_a + (1 - lambda) * CE_b
+    mixed = loss(lam * eye[a] + (1 - lam) * eye[b])
+    np.testing.assert_allclose(mixed, lam * loss(a) + (1 - lam) * loss(b), rtol=1e-5)
+
+
+def test_function_matching_a_live_teacher_labels_mixed_crops_and_the_record_says_what_it_held_out(tmp_path):
+    """--mix with a live teacher (no precomputed logits): the teacher sees the student's own mixed crops; every run
+    with a validation slice writes it into its model file, and a student's record says whether its teachers held
+    out its slice."""
+    from fer_keras import data, modelfile
+
+    common = dict(model="speed_cnn", source="sample", epochs=1, model_kwargs={"width": 4}, input_size=40,
+                  verbose=0)
+    teachers = {}
+    for fraction in (0.2, 0.0):
+        out = tmp_path / f"teacher_val{fraction}"
+        experiment.train_and_evaluate(out_dir=out, val_fraction=fraction, **common)
+        meta = modelfile.read_metadata(out / "model.keras")
+        assert meta.get("val_held_out") == ({"fraction": 0.2, "seed": 0, "label_mode": "fer2013",
+                                             "of_faces": len(data.load_sample(["Training"])["Training"].y)}
+                                            if fraction else None)
+        teachers[fraction] = str(out / "model.keras")
+    for fraction, clean in ((0.2, True), (0.0, False)):
+        r = experiment.train_and_evaluate(out_dir=tmp_path / f"fm{fraction}", teachers=[teachers[fraction]],
+                                          mix="mixup", distill_alpha=0.0, distill_temperature=1.0,
+                                          val_fraction=0.2, **common)
+        assert r["teachers_held_out_val"] is clean and np.isfinite(r["history"]["loss"]).all()
+        assert (r["config"]["mix"], r["config"]["distill_alpha"], r["config"]["precompute_teachers"]) == \
+            ("mixup", 0.0, False)
+    other_seed = experiment.train_and_evaluate(out_dir=tmp_path / "fm_seed1", teachers=[teachers[0.2]], seed=1,
+                                               val_fraction=0.2, **common)
+    assert other_seed["teachers_held_out_val"] is False  # another seed keeps another slice
+
+
 def test_distiller_trains_the_student_only(tmp_path):
     from fer_keras import data
 

@@ -73,10 +73,12 @@ def test_record_is_the_results_config():
 
 
 @pytest.mark.parametrize("settings, what", [({"mix": "blend"}, "choose one of"), ({"mix_alpha": 0.0}, "above 0"),
-                                            ({"mix": "cutmix", "teachers": ["t.keras"]}, "do not combine")])
+                                            ({"mix": "cutmix", "teachers": ["t.keras"], "precompute_teachers": True},
+                                             "do not combine")])
 def test_mixing_settings_are_checked(settings, what):
     with pytest.raises(ValueError, match=what):
         RunConfig(**settings)
+    assert RunConfig(mix="mixup", teachers=["t.keras"]).record()["mix"] == "mixup"  # live teachers label the mixes
 
 
 def results_of(run: RunConfig, config: dict | None = None) -> dict:
