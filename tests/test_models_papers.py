@@ -239,6 +239,30 @@ def test_function_matching_a_live_teacher_labels_mixed_crops_and_the_record_says
     assert other_seed["teachers_held_out_val"] is False  # another seed keeps another slice
 
 
+@pytest.mark.parametrize("augment, same_view", [("none", True), ("basic", False)])
+def test_a_live_teacher_sees_the_students_own_mixed_crop_unless_the_student_augments_inside(augment, same_view):
+    """Function matching's consistency, end to end through FaceBatches (random crops, then mixup): a teacher equal
+    to the student gives zero KL on every batch when the student has no augmentation inside, and not when it does
+    (its in-model flips and shifts show it another view). Linear nets: no batch norm, whose training-mode statistics
+    would differ from the teacher's inference-mode ones whatever the view."""
+    from fer_keras import augment as kit_augment, data
+
+    def net(level):
+        inp = keras.Input((40, 40, 1))
+        x = kit_augment.build_augmentation(level, seed=0)(inp) if level != "none" else inp
+        return keras.Model(inp, keras.layers.Dense(7)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(x))))
+
+    keras.utils.set_random_seed(0)
+    student, teacher = net(augment), net("none")
+    student.layers[-1].set_weights(teacher.layers[-1].get_weights())
+    distiller = training.Distiller(student, [teacher], alpha=0.0, temperature=1.0)
+    distiller.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))  # no update: the student stays the copy
+    faces = data.load_sample(["Training"])["Training"]
+    train = faces._replace(y=np.eye(7, dtype="float32")[faces.y])
+    history = training.fit(distiller, train, None, epochs=1, batch_size=32, verbose=0, crop=40, mix="mixup")
+    assert (history.history["loss"][-1] < 1e-6) is same_view
+
+
 def test_distiller_trains_the_student_only(tmp_path):
     from fer_keras import data
 
