@@ -280,6 +280,7 @@ def ablation_plan(minutes: float, seed: int = 0, variants=None, which: str = "re
 PAPER_STEPS = ("08_lightresnet_l", "08_lightresnet_m", "08_resnet18", "08_vgg19", "09_bilinear_gc",
                "10_ca_resnet_ce", "10_ca_resnet_focal")
 LIGHTRESNET_LONG_MINUTES = 20 * 60  # issue 17's long lightResNetl run (the last entry of PLAN)
+FUSED_BN_FLAGS = ("--fused-bn",)  # training.fuse_batch_norm: only for runs with no partner trained without it
 LABELING_STEPS = tuple(recipes.LABEL_RUNS)  # notebook 14's four labelings
 
 # In order. Issue 16's targets first (the speed recipe, two seeds per budget), issue 18's students (their
@@ -289,7 +290,7 @@ LABELING_STEPS = tuple(recipes.LABEL_RUNS)  # notebook 14's four labelings
 # and test-time crops, with its 100-300-epoch schedule squeezed into the hour (warm-up, decay to zero at the
 # deadline). Cut at an hour, the papers' own schedules would be scored mid-flight at their peak rate (S000
 # holds 0.01 for 80 epochs; the heaviest models get 1-4 epochs an hour here).
-PLAN: tuple[PlannedRun, ...] = tuple(
+_PLAN_IN_ORDER_WRITTEN: tuple[PlannedRun, ...] = tuple(
     [PlannedRun(f"speedrun/budget15_seed{s}", "17_speed", 15, "budget", s, issue=16, cpu="float32") for s in (0, 1)]
     # the 2-hour models are issue 18's teachers and its mid-size ('accurate') candidates: int8 recorded too
     + [PlannedRun(f"speedrun/budget120_seed{s}", "17_speed", 120, "budget", s, BUDGET120_FLAGS, issue=16,
@@ -351,18 +352,35 @@ PLAN: tuple[PlannedRun, ...] = tuple(
     # all of Training), 30 minutes each on the bf16 CPU, as notebook 16's out-of-fold teachers.
     + [PlannedRun(f"campaign/amx/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True, cpu="amx")
        for s in LABELING_STEPS]
-    # The Xeon trained two of the four and has not been lent since, so the four also form a series on the EPYC
-    # (as the paper models' hours): notebook 14 reads each comparison within one series.
+    # The Xeon trained two of the four, then was not lent for eight sessions, so the four also form a series on the
+    # EPYC (as the paper models' hours): notebook 14 reads each comparison within one series.
     + [PlannedRun(f"campaign/avx512_bf16/{s}", s, 30, "budget", 0, LONG_FINAL_FLAGS, keep_model=True,
                   cpu="avx512_bf16") for s in LABELING_STEPS]
     # Issue 17's long run, last: lightResNetl toward >= 71 % PublicTest (the thesis: 73.45 % on PrivateTest after 200
     # epochs). Its hour on the EPYC (campaign/avx512_bf16/08_lightresnet_l) trained full epochs of 449-505 s, so
     # LIGHTRESNET_LONG_MINUTES buy about 150 epochs, S000's schedule squeezed into them as in the hour. At about 170
     # minutes a session that is some seven sessions, each cut at its end and resumed from its state (weights and
-    # momentum, under COMMIT_LIMIT_MB).
+    # momentum, under COMMIT_LIMIT_MB). It trains with the fused batch-norm kernel (--fused-bn: the same model and
+    # file, measured 2.2x lightResNetl's float32 training rate on the Xeon, results/train_throughput_fused_bn_
+    # lightresnet_amx.json; twenty-third session). It has no partner at equal compute, so the faster kernel
+    # confounds no comparison. Not yet timed on the EPYC: time it there (benchmarks/README.md) before the run
+    # starts, and if the EPYC gains as much, 20 hours buy more than the thesis's 200 epochs.
     + [PlannedRun("campaign/avx512_bf16/08_lightresnet_l_long", "08_lightresnet_l", LIGHTRESNET_LONG_MINUTES,
-                  "budget", int8=True, cpu="avx512_bf16")]
+                  "budget", flags=FUSED_BN_FLAGS, int8=True, cpu="avx512_bf16")]
 )
+
+# Runs put off behind every other run of the plan (the long run stays last), so that a session that draws their
+# CPU trains the open issues' runs first. The Xeon's last two hour-long erasing seeds served issue 16 (the 2-hour
+# ensemble's second pair), which is resolved; the Xeon's width-18 student alone with crops and erasing was the
+# partner of distillation tries on that CPU, none of which is planned there now (the shipped tiny's recipe and its
+# partners trained on the EPYC). Twenty-third session: the Xeon was drawn again after eight sessions of the EPYC,
+# and its issue-17 hours (the paper models, notebook 14's labelings) came before these.
+DEFERRED = ("speedrun/amx/budget60_w48_crop40_erase_all_seed2", "speedrun/amx/budget60_w48_crop40_erase_all_seed3",
+            "distill/amx/speed_w18_crop40_erase_alone")
+PLAN: tuple[PlannedRun, ...] = (
+    tuple(r for r in _PLAN_IN_ORDER_WRITTEN[:-1] if r.name not in DEFERRED)
+    + tuple(r for r in _PLAN_IN_ORDER_WRITTEN if r.name in DEFERRED)
+    + _PLAN_IN_ORDER_WRITTEN[-1:])
 
 
 def load_state(run: PlannedRun, results_dir, runs_dir="runs") -> tuple[Path | None, dict]:

@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "JAX, tf.distribute.MirroredStrategy on TensorFlow; --batch-size stays the global batch")
     train.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16"],
                        help="auto (default): mixed_bfloat16 where the CPU has native bf16, else float32")
+    train.add_argument("--fused-bn", action="store_true", default=None,
+                       help="train the BatchNormalization layers through TensorFlow's fused kernel (the same model "
+                            "and file; faster on a CPU, results/train_throughput_fused_bn_amx.json)")
     train.add_argument("--label-smoothing", type=FRACTION)
     train.add_argument("--ema", type=OPEN_FRACTION, metavar="MOMENTUM", help="average the weights (e.g. 0.999)")
     train.add_argument("--warmup", type=FRACTION, help="budget schedule: warm-up fraction (default 0.1)")
@@ -498,7 +501,7 @@ _TRAIN_ARGS = {"model": "model", "data": "source", "labels": "label_mode", "epoc
                "teacher_tta": "teacher_tta", "leave_out_fold": "leave_out_fold", "teacher_folds": "teacher_folds",
                "budget": "budget_minutes", "precision": "precision",
                "label_smoothing": "label_smoothing", "ema": "ema", "warmup": "warmup", "devices": "devices",
-               "mix": "mix", "mix_alpha": "mix_alpha"}
+               "mix": "mix", "mix_alpha": "mix_alpha", "fused_bn": "fused_batch_norm"}
 
 
 def cmd_train(args) -> int:

@@ -86,6 +86,8 @@ def train_and_evaluate(model="small_cnn", source="sample", *, verbose=None, comm
                           seed=run.seed, **(run.model_kwargs or {}))
         with training.dtype_policy(precision):
             net = models.build_model(run.model, **build_args)
+        if run.fused_batch_norm:
+            training.fuse_batch_norm(net)
         if (run.model_kwargs or {}).get("whiten") and not saved:  # a resumed run loads its stem with its weights
             models.whiten_stem(net, train.x)
         steps_per_epoch = -(-len(train.y) // run.batch_size)

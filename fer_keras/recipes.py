@@ -43,6 +43,8 @@ class RunConfig:
     mix: 'mixup' or 'cutmix' mixes every training batch with itself (augment.mix_batch, lambda ~ Beta(mix_alpha,
     mix_alpha)); integer labels become one-hot rows for it. With live teachers the teachers label each mixed batch
     as the student sees it (Beyer et al. 2022's function matching); refused with precomputed teacher logits.
+    fused_batch_norm: the BatchNormalization layers train through TensorFlow's fused kernel
+    (training.fuse_batch_norm: the same model and file, a faster kernel); other backends ignore it.
     """
 
     model: str = "small_cnn"
@@ -83,6 +85,7 @@ class RunConfig:
     teacher_folds: bool = False
     mix: str | None = None
     mix_alpha: float = config.MIX_ALPHA
+    fused_batch_norm: bool = False
 
     # results['config'] leaves out what results['data'] and the run's own keys already say.
     _NOT_RECORDED = ("model", "source", "label_mode", "test_split", "out_dir")

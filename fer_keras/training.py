@@ -405,6 +405,46 @@ def resolve_precision(precision: str = "auto", model: str | None = None) -> str:
     return "float32" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
+def fuse_batch_norm(model) -> int:
+    """Train every BatchNormalization layer of `model` through TensorFlow's fused kernel: one op forward and one
+    backward (FusedBatchNormV3, oneDNN on a CPU), where Keras 3 computes the batch moments and the normalisation in
+    separate float32 ops and differentiates through each. Only the layers' training-mode call changes, in memory:
+    inference, the layers' weights and the saved `.keras` file stay Keras's own. A layer the kernel cannot take
+    (not 4-D channels-last, a mask, renorm, synchronized) keeps Keras's call. The moving statistics are updated as
+    Keras does (biased batch variance). Returns how many layers now train fused: 0 on other backends."""
+    if keras.backend.backend() != "tensorflow":
+        return 0
+    import functools
+
+    fused = 0
+    for layer in model._flatten_layers(include_self=False):  # nested models' and custom layers' own too
+        if isinstance(layer, keras.layers.BatchNormalization) and not (layer.renorm or layer.synchronized):
+            layer.call = functools.partial(_fused_bn_call, layer)
+            fused += 1
+    return fused
+
+
+def _fused_bn_call(layer, inputs, training=None, mask=None):
+    """BatchNormalization's call in training mode through tf.compat.v1.nn.fused_batch_norm (see fuse_batch_norm);
+    anything else through Keras's own call."""
+    import tensorflow as tf
+
+    if not (training and layer.trainable) or mask is not None or inputs.shape.rank != 4 or layer.axis not in (-1, 3):
+        return type(layer).call(layer, inputs, training=training, mask=mask)
+    channels = inputs.shape[-1]
+    gamma = tf.cast(layer.gamma, "float32") if layer.scale else tf.ones((channels,), "float32")
+    beta = tf.cast(layer.beta, "float32") if layer.center else tf.zeros((channels,), "float32")
+    y, mean, variance = tf.compat.v1.nn.fused_batch_norm(inputs, gamma, beta, epsilon=layer.epsilon,
+                                                         is_training=True)
+    # the kernel returns the Bessel-corrected variance (for its own moving average); Keras averages the biased one
+    n = tf.cast(tf.size(inputs) // channels, "float32")
+    variance = variance * (n - 1.0) / tf.maximum(n, 2.0)
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+    return tf.cast(y, layer.compute_dtype)
+
+
 @contextlib.contextmanager
 def dtype_policy(name: str):
     """Build models under a Keras dtype policy ('float32', 'mixed_bfloat16'), then restore the old one."""

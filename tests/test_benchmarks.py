@@ -56,6 +56,9 @@ def test_train_throughput_variants_change_only_the_depthwise_layers():
         mixed = bench.build_variant("lightresnet_l+dw_float32", width=8, augment="none", seed=0)
     assert {layer.compute_dtype for layer in depthwise(mixed)} == {"float32"}
     assert mixed.get_layer("stage2_block1_expand").compute_dtype == "bfloat16"  # the rest stays mixed
+    fused = bench.build_variant("lightresnet_l+fused_bn", width=8, augment="none", seed=0)
+    assert len(fused.layers) == len(base.layers) and all(  # the same model, its BN layers trained fused
+        ("call" in vars(layer)) == (keras.backend.backend() == "tensorflow") for layer in fused.layers if isinstance(layer, keras.layers.BatchNormalization))
     with pytest.raises(ValueError, match="choose one of"):
         bench.build_variant("lightresnet_l+nothing")
 
@@ -198,3 +201,13 @@ def test_ablation_table_names_each_change_and_scores_single_view_and_with_tta(tm
     assert table.loc["baseline", "TTA"] == "flip" and table.loc["baseline", "ran beside it"] == "nothing"
     only = experiment.ablation_table(tmp_path, baseline="crop40", names=["crop40", "not_run_yet"])
     assert only.index.tolist() == ["crop40"] and only.loc["crop40", "changed"] == "(baseline)"
+
+
+def test_train_throughput_gives_each_variant_its_speedup_over_the_plain_model():
+    bench = _load("train_throughput")
+    runs = [{"model": "m", "precision": "float32", "batch_size": 128, "faces_per_s": 40.0},
+            {"model": "m+fused_bn", "precision": "float32", "batch_size": 128, "faces_per_s": 50.0},
+            {"model": "m+fused_bn", "precision": "mixed_bfloat16", "batch_size": 128, "faces_per_s": 30.0}]
+    bench.add_speedups(runs)
+    assert runs[1]["speedup_vs_plain"] == 1.25  # the same precision and batch only
+    assert "speedup_vs_plain" not in runs[0] and "speedup_vs_plain" not in runs[2]

@@ -197,6 +197,8 @@ def test_the_plan_is_valid_train_commands_in_order():
     assert hours and all(r.int8 and r.kind == "budget" and r.minutes == 60 for r in hours)
     long, = [r for r in papers if r not in hours]
     assert long.step == "08_lightresnet_l" and long.minutes == campaign.LIGHTRESNET_LONG_MINUTES and long.int8
+    assert parser.parse_args(campaign.command(long, "results")[3:]).fused_bn  # no partner: the faster kernel
+    assert not any("--fused-bn" in r.flags for r in campaign.PLAN if r is not long)  # series keep Keras's kernel
     assert long is campaign.PLAN[-1]  # last: it takes several sessions
     # the mix ablation in the plan is notebook 17's set 'mix', run for run: one results file for both
     mixed = [r for r in campaign.PLAN if r.name.startswith(campaign.MIX_FOLDER + "/")]
@@ -204,6 +206,15 @@ def test_the_plan_is_valid_train_commands_in_order():
         [(r.name, r.flags, r.minutes, r.cpu, r.seed) for r in campaign.ablation_plan(30, which="mix")]
     for run in papers:
         assert parser.parse_args(campaign.int8_command(run, "results")[3:]).results_json == f"results/{run.name}.json"
+
+
+def test_deferred_runs_keep_their_order_behind_every_other_run_but_the_long_one():
+    written, plan = campaign._PLAN_IN_ORDER_WRITTEN, campaign.PLAN
+    assert sorted(r.name for r in plan) == sorted(r.name for r in written)  # moved, none lost or added
+    names = [r.name for r in plan]
+    assert names[-1 - len(campaign.DEFERRED):-1] == list(campaign.DEFERRED) and plan[-1] is written[-1]
+    rest = [r.name for r in written[:-1] if r.name not in campaign.DEFERRED]
+    assert names[:len(rest)] == rest  # everything else in the order written
 
 
 def test_notebook_14s_labelings_differ_in_their_labels_only():

@@ -126,6 +126,18 @@ def test_train_with_cutmix_records_it_and_mixing_refuses_precomputed_teachers_in
     assert not never.exists()  # refused before the --out folder is made
 
 
+def test_train_with_fused_batch_norm_records_it_and_older_runs_stay_the_same_run(tmp_path):
+    out = tmp_path / "fused"
+    assert cli.main(["train", "--epochs", "1", "--width", "4", "--fused-bn", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["fused_batch_norm"] is True and 0.0 <= results["test"]["accuracy"] <= 1.0
+    from fer_keras import recipes
+
+    older = recipes.RunConfig().key()
+    del older["fused_batch_norm"]  # a run.json written before the setting existed
+    assert recipes.RunConfig().same_key(older) and not recipes.RunConfig(fused_batch_norm=True).same_key(older)
+
+
 def test_train_step_uses_its_recipe(tmp_path):
     out = tmp_path / "s01"
     assert cli.main(["train", "--step", "01_baseline", "--data", "sample", "--epochs", "1", "--out", str(out)]) == 0

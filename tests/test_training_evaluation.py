@@ -226,3 +226,59 @@ def test_dead_units_finds_the_relu_units_that_never_fire():
     assert report["fc1"]["fan_in"] == 48 * 48 and report["fc1"]["faces"] == 20
     fc1.bias.assign(np.full(8, 1e3, np.float32))
     assert evaluation.dead_units(model, faces)["fc1"]["dead"] == 0
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_trains_as_keras_does_and_saves_keras_own_layer(tmp_path, policy):
+    """training.fuse_batch_norm: the same outputs, gradients and moving statistics as Keras's BatchNormalization
+    in training, the same inference, and a saved file that loads without it."""
+    if keras.backend.backend() != "tensorflow":
+        assert training.fuse_batch_norm(models.build_model("speed_cnn", width=8)) == 0
+        return
+    import tensorflow as tf
+
+    def build():
+        keras.utils.set_random_seed(0)
+        with training.dtype_policy(policy):
+            return models.build_model("speed_cnn", width=8, augment="none", seed=0)
+
+    plain, fused = build(), build()
+    bns = [layer for layer in fused.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert training.fuse_batch_norm(fused) == len(bns) == 6  # the stem and five conv layers
+    x = np.random.default_rng(1).uniform(0, 255, (16, 48, 48, 1)).astype("float32")
+    seen = []
+    for net in (plain, fused):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(net(x, training=True)))
+        grads = tape.gradient(loss, net.trainable_variables)
+        stats = [v.numpy() for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)
+                 for v in (layer.moving_mean, layer.moving_variance)]
+        seen.append((loss.numpy(), [g.numpy() for g in grads], stats, net(x, training=False).numpy()))
+    tol = 1e-4 if policy == "float32" else 3e-2  # bf16 convolutions round differently once inputs differ
+    assert np.isclose(seen[0][0], seen[1][0], rtol=tol)
+    for g0, g1 in zip(seen[0][1], seen[1][1]):
+        assert np.abs(g0 - g1).max() <= tol * max(np.abs(g0).max(), 1.0)
+    for s0, s1 in zip(seen[0][2], seen[1][2]):
+        np.testing.assert_allclose(s0, s1, rtol=tol, atol=1e-5)
+    np.testing.assert_allclose(seen[0][3], seen[1][3], rtol=tol, atol=tol)
+    fused.save(tmp_path / "fused.keras")
+    with zipfile.ZipFile(tmp_path / "fused.keras") as z:
+        assert '"class_name": "BatchNormalization"' in z.read("config.json").decode()
+    again = keras.saving.load_model(tmp_path / "fused.keras")
+    np.testing.assert_allclose(again(x, training=False).numpy(), seen[1][3], rtol=1e-5, atol=1e-5)
+
+
+def test_fused_batch_norm_leaves_layers_it_cannot_take_to_keras():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fused kernel is TensorFlow's")
+    inputs = keras.Input((5,))
+    renorm = keras.layers.BatchNormalization(renorm=True)
+    net = keras.Model(inputs, keras.layers.BatchNormalization()(renorm(inputs)))
+    assert training.fuse_batch_norm(net) == 1 and "call" not in vars(renorm)
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    assert net(x, training=True).shape == (8, 5)  # 2-D input: the fused layer falls back to Keras's call
+    ca = models.build_model("ca_resnet", width=8, augment="none")  # a BatchNormalization inside a custom layer
+    inner = [layer for layer in ca._flatten_layers(include_self=False)
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(inner) > sum(isinstance(layer, keras.layers.BatchNormalization) for layer in ca.layers)
+    assert training.fuse_batch_norm(ca) == len(inner)
