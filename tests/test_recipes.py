@@ -44,8 +44,8 @@ def test_an_old_run_file_keeps_its_key():
     key = RunConfig(**OLD_RUN_ARGS).key()  # every old setting as it was; later settings at their defaults
     assert {k: key[k] for k in OLD_RUN_ARGS} == OLD_RUN_ARGS and RunConfig(**OLD_RUN_ARGS).same_key(OLD_RUN_ARGS)
     assert set(key) - set(OLD_RUN_ARGS) == {"precompute_teachers", "teacher_tta", "leave_out_fold", "teacher_folds",
-                                            "mix", "mix_alpha"}
-    assert key["mix"] is None and key["mix_alpha"] == 1.0
+                                            "mix", "mix_alpha", "fused_batch_norm"}
+    assert key["mix"] is None and key["mix_alpha"] == 1.0 and key["fused_batch_norm"] is False
     assert key["precompute_teachers"] is False and key["teacher_tta"] == "none"
     assert key["leave_out_fold"] is None and key["teacher_folds"] is False
     assert RunConfig(out_dir=Path("runs/x")).key()["out_dir"] == "runs/x"  # a Path and its string: one run
