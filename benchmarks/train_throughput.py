@@ -73,9 +73,18 @@ def _no_depthwise(layer):
 
 # name -> what each DepthwiseConv2D becomes; every other layer is cloned as it is
 VARIANTS = {"dw_float32": _dw_float32, "no_depthwise": _no_depthwise}
-# name -> what is done to the built model instead ('fused_bn': every BatchNormalization trains through
-# TensorFlow's fused kernel, training.fuse_batch_norm; the same model and weights, another kernel)
-TRAINING_VARIANTS = ("fused_bn",)
+
+
+def _fused_bn(net):
+    """Training variant '+fused_bn': every BatchNormalization trains through TensorFlow's fused kernel
+    (training.fuse_batch_norm); the same model and weights, another kernel."""
+    from fer_keras import training
+
+    training.fuse_batch_norm(net)
+
+
+# name -> what is done to the built model, in place, instead of a layer change
+TRAINING_VARIANTS = {"fused_bn": _fused_bn}
 
 
 def build_variant(spec: str, **kwargs):
@@ -83,16 +92,17 @@ def build_variant(spec: str, **kwargs):
     TRAINING_VARIANTS: the same model trained through other kernels)."""
     import keras
 
-    from fer_keras import models, training
+    from fer_keras import models
 
     name, _, variant = spec.partition("+")
-    if variant and variant not in tuple(VARIANTS) + TRAINING_VARIANTS:
+    if variant and variant not in VARIANTS | TRAINING_VARIANTS:
         raise ValueError(f"model {spec!r}: variant {variant!r}; choose one of "
-                         f"{', '.join(tuple(VARIANTS) + TRAINING_VARIANTS)}")
+                         f"{', '.join(VARIANTS | TRAINING_VARIANTS)}")
     net = models.build_model(name, **kwargs)
-    if variant == "fused_bn":
-        training.fuse_batch_norm(net)
-    if not variant or variant in TRAINING_VARIANTS:
+    if variant in TRAINING_VARIANTS:
+        TRAINING_VARIANTS[variant](net)
+        return net
+    if not variant:
         return net
     replace = VARIANTS[variant]
     return keras.models.clone_model(net, clone_function=lambda layer: replace(layer) if isinstance(
