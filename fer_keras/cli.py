@@ -273,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto (default): mixed_bfloat16 where the CPU has native bf16, else float32")
     train.add_argument("--fused-bn", action="store_true", default=None,
                        help="train the BatchNormalization layers through TensorFlow's fused kernel (the same model "
-                            "and file; faster on a CPU, results/train_throughput_fused_bn_amx.json)")
+                            "and file; faster on the AVX-512 Xeon, not on every CPU: "
+                            "results/train_throughput_fused_bn_*.json; time both with benchmarks/train_throughput.py)")
     train.add_argument("--label-smoothing", type=FRACTION)
     train.add_argument("--ema", type=OPEN_FRACTION, metavar="MOMENTUM", help="average the weights (e.g. 0.999)")
     train.add_argument("--warmup", type=FRACTION, help="budget schedule: warm-up fraction (default 0.1)")

@@ -170,7 +170,9 @@ def test_the_plan_is_valid_train_commands_in_order():
     from_oof, = [r for r in students if r.name.endswith("from_oof")]
     assert from_oof.inputs() == [f"results/{r.name}.keras" for r in oof]
     assert parser.parse_args(campaign.command(from_oof, "results")[3:]).teacher_folds
-    assert [r.inputs() for r in students][0] == [] and len(students[1].inputs()) == 2  # alone, then distilled
+    by_name = {r.name: r for r in students}  # the first pair: alone, and distilled from the two 2-hour models
+    assert by_name["distill/speed_w18_alone"].inputs() == []
+    assert len(by_name["distill/speed_w18_from_b120"].inputs()) == 2
     assert all(dict(parser.parse_args(campaign.command(r, "results")[3:]).model_arg) == {"width": 18}
                for r in students)
     # the honest out-of-fold teachers keep the default validation slice, which a fold teacher holds out
