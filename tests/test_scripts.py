@@ -127,8 +127,14 @@ def test_the_shipped_models_race_fers_file_and_the_readme_table_reads_that_race(
     assert race_cli.main(["--fer-dir", str(tmp_path), "--out", str(out), "--pretrained-dir", str(dest)]) == 2
     assert "emotion_model" in capsys.readouterr().err and not out.exists()
     assert race_cli.main(["--fer-dir", str(fer_dir), "--out", str(out), "--pretrained-dir", str(dest),
-                          "--runs", "10", "--rounds", "2"]) == 0
+                          "--runs", "10", "--rounds", "2", "--data", "sample"]) == 0
     race = json.loads(out.read_text())
+    # each file scored on the same faces and paired with fer's; the same int8 file scores as its own record says
+    pairs, tiny_int8 = race["paired_on_test"], json.loads((tmp_path / "r_tiny.json").read_text())["int8"]
+    assert race["data"]["n"] == 350 and set(pairs) == {"tiny", "accurate", compress.FER_RACER}
+    assert pairs["tiny"]["accuracy"] == pytest.approx(tiny_int8["accuracy"])
+    assert pairs["tiny"]["against_fer"]["accuracy_b"] == pytest.approx(pairs["tiny"]["accuracy"])
+    assert pairs["tiny"]["against_fer"]["accuracy_a"] == pytest.approx(pairs[compress.FER_RACER]["accuracy"])
     assert set(race["race"]) == {"tiny", "accurate", compress.FER_RACER}
     assert all(v["runs"] == 10 and v["rounds"] == 2 and v["median_ms"] > 0 for v in race["race"].values())
     assert race["files"]["tiny"]["file"] == "tiny_int8.tflite"
@@ -142,7 +148,10 @@ def test_the_shipped_models_race_fers_file_and_the_readme_table_reads_that_race(
     assert f"| {race['race']['accurate']['median_ms']:.3f} | `results/r_mid.json` |" in rows[2]
     assert f"| {race['race']['tiny']['median_ms']:.3f} | `results/r_tiny.json` |" in rows[3]
     assert f"| {race['race'][compress.FER_RACER]['median_ms']:.3f} |" in rows[4] and "99.000" not in rows[4]
-    assert "raced in turns in one run" in reporting.shipped_caption(dest, tmp_path)
+    caption = reporting.shipped_caption(dest, tmp_path)
+    assert "raced in turns in one run" in caption
+    assert "paired with `fer`'s on the same PublicTest faces (n = 350)" in caption
+    assert f"`tiny` {pairs['tiny']['against_fer']['delta_pt']:+.2f} pt" in caption
     # a new tiny file: the race timed another one, so each row shows its own record again, and the caption says so
     assert ship_model.main([str(tmp_path / "run"), str(tmp_path / "r_tiny.json"), "--data", "sample", "--name",
                             "tiny2", "--calibration", "16", "--dest", str(dest)]) == 0
