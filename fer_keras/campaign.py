@@ -363,9 +363,9 @@ _PLAN_IN_ORDER_WRITTEN: tuple[PlannedRun, ...] = tuple(
     # momentum, under COMMIT_LIMIT_MB). It trains with the fused batch-norm kernel (--fused-bn: the same model and
     # file, measured 2.2x lightResNetl's float32 training rate on the Xeon, results/train_throughput_fused_bn_
     # lightresnet_amx.json; twenty-third session). It has no partner at equal compute, so the faster kernel
-    # confounds no comparison. The gain is the CPU's: on the AVX2-only EPYC it was 1.17x for lightResNetl and 0.90x
-    # for speed_cnn (results/train_throughput_fused_bn*_avx2.json; twenty-fourth session). Not yet timed on the
-    # AVX-512 EPYC this run needs: time it there (benchmarks/README.md) before the run starts, and if it gains as
+    # confounds no comparison. The gain is the CPU's: on the AVX2-only EPYC it was 1.17x for lightResNetl and none
+    # for speed_cnn (0.90x timed second, 1.04x timed first; results/train_throughput_fused_bn*_avx2*.json, twenty-
+    # fourth session). Not yet timed on the AVX-512 EPYC this run needs: time it there (benchmarks/README.md) before the run starts, and if it gains as
     # much as the Xeon, 20 hours buy more than the thesis's 200 epochs; if it loses, drop the flag.
     + [PlannedRun("campaign/avx512_bf16/08_lightresnet_l_long", "08_lightresnet_l", LIGHTRESNET_LONG_MINUTES,
                   "budget", flags=FUSED_BN_FLAGS, int8=True, cpu="avx512_bf16")]

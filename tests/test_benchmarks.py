@@ -215,7 +215,7 @@ def test_train_throughput_gives_each_variant_its_speedup_over_the_plain_model():
 
 def test_what_the_fused_batch_norm_kernel_buys_is_the_cpus():
     """The README, notebooks 08 and 17 and campaign.py say the fused kernel trained both models faster on the AMX Xeon
-    (both precisions), but on the AVX2-only EPYC (float32) lightResNetl only a little faster and speed_cnn slower.
+    (both precisions), but on the AVX2-only EPYC (float32) lightResNetl only a little faster and speed_cnn no faster.
     That is what the committed files measured, each on the CPU its name says (provenance.cpu_class)."""
     import json
 
@@ -229,6 +229,8 @@ def test_what_the_fused_batch_norm_kernel_buys_is_the_cpus():
 
     xeon = {**speedups("fused_bn_amx", "amx"), **speedups("fused_bn_lightresnet_amx", "amx")}
     assert len(xeon) == 4 and min(xeon.values()) > 1.3
-    avx2 = {**speedups("fused_bn_avx2", "float32"), **speedups("fused_bn_lightresnet_avx2", "float32")}
-    assert set(avx2) == {("speed_cnn+fused_bn", "float32"), ("lightresnet_l+fused_bn", "float32")}
-    assert avx2["speed_cnn+fused_bn", "float32"] < 1 < avx2["lightresnet_l+fused_bn", "float32"] < 1.5
+    # speed_cnn timed in both orders: the two ratios fall on either side of 1 (no gain to see); lightResNetl a little
+    first, second = (speedups(name, "float32")["speed_cnn+fused_bn", "float32"]
+                     for name in ("fused_bn_avx2", "fused_bn_avx2_reversed"))
+    assert min(first, second) < 1 < max(first, second) and 0.9 < (first * second) ** 0.5 < 1.1
+    assert 1 < speedups("fused_bn_lightresnet_avx2", "float32")["lightresnet_l+fused_bn", "float32"] < 1.5
